@@ -1,0 +1,59 @@
+"""pgwerk: a job queue for blocking Python whose only broker is PostgreSQL."""
+
+from pgwerk.app import Werk
+from pgwerk.config import WerkConfig
+from pgwerk.exceptions import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    DependencyFailed,
+    JobAborted,
+    JobError,
+    JobNotFound,
+    JobTimeout,
+    SchemaError,
+    WerkError,
+    WorkerShutdown,
+)
+from pgwerk.job import (
+    Callback,
+    Context,
+    Dependency,
+    EnqueueParams,
+    Execution,
+    Job,
+    JobStatus,
+    Repeat,
+    Retry,
+    WorkerInfo,
+)
+from pgwerk.serializers import JSONSerializer, PickleSerializer, Serializer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Callback",
+    "ConfigurationError",
+    "Context",
+    "DatabaseUnavailable",
+    "Dependency",
+    "DependencyFailed",
+    "EnqueueParams",
+    "Execution",
+    "JSONSerializer",
+    "Job",
+    "JobAborted",
+    "JobError",
+    "JobNotFound",
+    "JobStatus",
+    "JobTimeout",
+    "PickleSerializer",
+    "Repeat",
+    "Retry",
+    "SchemaError",
+    "Serializer",
+    "Werk",
+    "WerkConfig",
+    "WerkError",
+    "WorkerInfo",
+    "WorkerShutdown",
+]

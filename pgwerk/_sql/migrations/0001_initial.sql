@@ -1,0 +1,115 @@
+-- The initial schema. Tokens: {schema}; {T:x} a table or sequence of this app
+-- (schema-qualified, prefixed); {N:x} an unqualified prefixed name (indexes);
+-- {R:x} the same as a string literal, for regclass arguments.
+
+CREATE SEQUENCE IF NOT EXISTS {T:jobs_id_seq};
+
+CREATE TABLE IF NOT EXISTS {T:jobs} (
+    id              bigint PRIMARY KEY DEFAULT nextval({R:jobs_id_seq}),
+    function        text NOT NULL,
+    queue           text NOT NULL DEFAULT 'default',
+    status          text NOT NULL CHECK (status IN ('scheduled', 'queued', 'waiting', 'active',
+                        'aborting', 'complete', 'failed', 'aborted', 'expired')),
+    priority        integer NOT NULL DEFAULT 0,
+    payload         text NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    max_attempts    integer NOT NULL DEFAULT 1,
+    lost            integer NOT NULL DEFAULT 0,
+    retry_intervals jsonb,
+    scheduled_at    timestamptz NOT NULL DEFAULT now(),
+    enqueued_at     timestamptz NOT NULL DEFAULT now(),
+    started_at      timestamptz,
+    completed_at    timestamptz,
+    heartbeat_at    timestamptz,
+    expires_at      timestamptz,
+    purge_at        timestamptz,
+    key             text,
+    group_key       text,
+    meta            jsonb,
+    result          text,
+    error           text,
+    worker_id       text,
+    timeout         double precision,
+    heartbeat       double precision,
+    result_ttl      double precision,
+    failure_ttl     double precision,
+    failure_mode    text NOT NULL DEFAULT 'hold' CHECK (failure_mode IN ('hold', 'delete')),
+    callbacks       jsonb,
+    repeat          jsonb,
+    has_dependents  boolean NOT NULL DEFAULT false
+) WITH (fillfactor = 85,
+        autovacuum_vacuum_scale_factor = 0.02,
+        autovacuum_vacuum_insert_scale_factor = 0.05,
+        autovacuum_analyze_scale_factor = 0.02,
+        autovacuum_vacuum_cost_delay = 1);
+
+ALTER SEQUENCE {T:jobs_id_seq} OWNED BY {T:jobs}.id;
+
+-- The claim walks this index in ORDER BY order and stops after a few rows.
+CREATE INDEX IF NOT EXISTS {N:jobs_claim_idx}
+    ON {T:jobs} (queue, priority DESC, id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS {N:jobs_scheduled_idx}
+    ON {T:jobs} (scheduled_at) WHERE status = 'scheduled';
+CREATE INDEX IF NOT EXISTS {N:jobs_active_idx}
+    ON {T:jobs} (worker_id) WHERE status IN ('active', 'aborting');
+CREATE INDEX IF NOT EXISTS {N:jobs_waiting_idx}
+    ON {T:jobs} (id) WHERE status = 'waiting';
+CREATE INDEX IF NOT EXISTS {N:jobs_expires_idx}
+    ON {T:jobs} (expires_at) WHERE status IN ('queued', 'scheduled', 'waiting');
+CREATE INDEX IF NOT EXISTS {N:jobs_purge_idx}
+    ON {T:jobs} (purge_at) WHERE purge_at IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS {N:jobs_key_idx}
+    ON {T:jobs} (key) WHERE key IS NOT NULL;
+
+-- Only jobs enqueued with _depends_on write here.
+CREATE TABLE IF NOT EXISTS {T:job_deps} (
+    job_id          bigint NOT NULL REFERENCES {T:jobs} (id) ON DELETE CASCADE,
+    depends_on      bigint NOT NULL,
+    allow_failure   boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (job_id, depends_on)
+);
+CREATE INDEX IF NOT EXISTS {N:job_deps_upstream_idx} ON {T:job_deps} (depends_on);
+
+-- One row per group with an active job: the claim inserts it, the end of the attempt
+-- removes it; the primary key is what keeps two jobs of a group from running at once.
+CREATE TABLE IF NOT EXISTS {T:job_groups} (
+    group_key       text PRIMARY KEY,
+    job_id          bigint NOT NULL
+);
+
+-- Attempts that did not end the job (retried, lost with a worker, requeued by hand).
+-- The job row itself describes its latest attempt.
+CREATE TABLE IF NOT EXISTS {T:executions} (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id          bigint NOT NULL REFERENCES {T:jobs} (id) ON DELETE CASCADE,
+    attempt         integer NOT NULL,
+    worker_id       text,
+    started_at      timestamptz,
+    finished_at     timestamptz NOT NULL DEFAULT now(),
+    outcome         text NOT NULL,
+    error           text
+);
+CREATE INDEX IF NOT EXISTS {N:executions_job_idx} ON {T:executions} (job_id);
+
+CREATE TABLE IF NOT EXISTS {T:workers} (
+    id              text PRIMARY KEY,
+    hostname        text NOT NULL,
+    pid             integer NOT NULL,
+    queues          text[] NOT NULL,
+    concurrency     integer NOT NULL,
+    pool            text NOT NULL,
+    started_at      timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at    timestamptz NOT NULL DEFAULT now(),
+    stopping        boolean NOT NULL DEFAULT false
+);
+
+CREATE TABLE IF NOT EXISTS {T:cron} (
+    name            text PRIMARY KEY,
+    function        text NOT NULL,
+    schedule        text NOT NULL,
+    paused          boolean NOT NULL DEFAULT false,
+    last_tick       timestamptz,
+    next_tick       timestamptz,
+    options         jsonb NOT NULL DEFAULT '{}'::jsonb,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,493 @@
+-- Every statement pgwerk runs, one named block each (noun first, so related statements
+-- sort together). Tokens as in migrations/; parameters are psycopg's %(name)s.
+-- The terminal statuses are: 'complete', 'failed', 'aborted', 'expired'.
+
+-- name: job_insert
+-- Insert a batch of jobs in input order; a NULL row where the key already existed.
+-- Wakes idle workers with one notification per queue that got a runnable job.
+WITH src AS (
+    SELECT nextval({R:jobs_id_seq}) AS id, s.*
+    FROM unnest(
+        %(function)s::text[], %(queue)s::text[], %(priority)s::int[], %(payload)s::text[],
+        %(max_attempts)s::int[], %(retry_intervals)s::text[], %(delay)s::float8[],
+        %(at)s::timestamptz[], %(key)s::text[], %(group_key)s::text[], %(meta)s::text[],
+        %(timeout)s::float8[], %(heartbeat)s::float8[], %(ttl)s::float8[],
+        %(result_ttl)s::float8[], %(failure_ttl)s::float8[], %(failure_mode)s::text[],
+        %(callbacks)s::text[], %(repeat)s::text[], %(waiting)s::bool[], %(dep_error)s::text[]
+    ) WITH ORDINALITY AS s(function, queue, priority, payload, max_attempts, retry_intervals,
+        delay, at, key, group_key, meta, timeout, heartbeat, ttl, result_ttl, failure_ttl,
+        failure_mode, callbacks, repeat, waiting, dep_error, ord)
+),
+ins AS (
+    INSERT INTO {T:jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
+        retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
+        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at)
+    SELECT id, function, queue,
+        CASE WHEN dep_error IS NOT NULL THEN 'failed'
+             WHEN waiting THEN 'waiting'
+             WHEN coalesce(at, now() + make_interval(secs => coalesce(delay, 0))) > now()
+                 THEN 'scheduled'
+             ELSE 'queued' END,
+        priority, payload, max_attempts, retry_intervals::jsonb,
+        coalesce(at, now() + make_interval(secs => coalesce(delay, 0))),
+        now() + make_interval(secs => ttl),
+        key, group_key, meta::jsonb, timeout, heartbeat, result_ttl, failure_ttl, failure_mode,
+        callbacks::jsonb, repeat::jsonb, dep_error,
+        CASE WHEN dep_error IS NOT NULL THEN now() END,
+        CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END
+    FROM src ORDER BY ord
+    ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+    RETURNING j.*
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE status = 'queued') AS q
+)
+SELECT ins.* FROM src
+LEFT JOIN ins ON ins.id = src.id
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+ORDER BY src.ord;
+
+-- name: job_deps_lock
+-- The upstream jobs of a new dependent, locked so none ends before the dependent is linked.
+SELECT id, status FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]) FOR SHARE;
+
+-- name: job_deps_link
+-- Record dependencies and flag upstream jobs so whoever ends them resolves their dependents.
+WITH link AS (
+    INSERT INTO {T:job_deps} (job_id, depends_on, allow_failure)
+    SELECT * FROM unnest(%(job_ids)s::bigint[], %(upstream)s::bigint[], %(allow)s::bool[])
+    ON CONFLICT DO NOTHING
+    RETURNING depends_on
+)
+UPDATE {T:jobs} SET has_dependents = true
+WHERE id IN (SELECT depends_on FROM link) AND NOT has_dependents;
+
+-- name: job_get
+SELECT * FROM {T:jobs} WHERE id = %(id)s;
+
+-- name: job_get_many
+SELECT * FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: job_statuses
+-- The status of each given job (missing jobs are absent from the answer).
+SELECT id, status FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: job_list
+SELECT * FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+ORDER BY id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: job_dependencies
+SELECT d.depends_on AS id, d.allow_failure, j.status
+FROM {T:job_deps} d LEFT JOIN {T:jobs} j ON j.id = d.depends_on
+WHERE d.job_id = %(id)s ORDER BY d.depends_on;
+
+-- name: job_cancel
+-- Stop jobs that have not started; they end 'aborted'.
+UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
+    error = 'cancelled before it started',
+    purge_at = now() + make_interval(secs => failure_ttl)
+WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
+RETURNING id, status, queue, has_dependents;
+
+-- name: job_abort
+-- Ask the worker running a job to stop it; the worker ends it 'aborted'.
+WITH asked AS (
+    UPDATE {T:jobs} SET status = 'aborting'
+    WHERE id = %(id)s AND status = 'active'
+    RETURNING id
+)
+SELECT id, pg_notify(%(channel)s, 'a:' || id) FROM asked;
+
+-- name: job_requeue
+-- Run ended jobs again: their last attempt goes to the history, and they get one more.
+WITH old AS (
+    SELECT id, attempts, worker_id, started_at, completed_at, status, error FROM {T:jobs}
+    WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'aborted', 'expired')
+    FOR UPDATE
+),
+history AS (
+    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    SELECT id, attempts, worker_id, started_at, coalesce(completed_at, now()), status, error
+    FROM old WHERE attempts > 0
+),
+again AS (
+    UPDATE {T:jobs} j SET status = 'queued', scheduled_at = now(), completed_at = NULL,
+        started_at = NULL, purge_at = NULL, error = NULL, result = NULL, worker_id = NULL,
+        expires_at = NULL, max_attempts = j.attempts - j.lost + 1
+    FROM old WHERE j.id = old.id
+    RETURNING j.id, j.queue
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM again) AS q
+)
+SELECT again.id FROM again CROSS JOIN (SELECT count(*) FROM wake) AS w;
+
+-- name: job_requeue_select
+-- Ended jobs matching a filter, for bulk requeue.
+SELECT id FROM {T:jobs}
+WHERE status IN ('failed', 'aborted', 'expired')
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(function)s::text IS NULL OR function = %(function)s);
+
+-- name: job_cancel_select
+-- Unstarted jobs of a queue (or of all queues), for bulk cancel.
+SELECT id FROM {T:jobs}
+WHERE status IN ('queued', 'scheduled', 'waiting')
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s);
+
+-- name: job_delete
+DELETE FROM {T:jobs} WHERE id = %(id)s RETURNING id;
+
+-- name: job_touch
+-- Renew an active job's heartbeat (and optionally push back its expiry).
+UPDATE {T:jobs} SET heartbeat_at = now()
+WHERE id = %(id)s RETURNING id;
+
+-- name: job_purge
+-- Delete ended jobs in the given statuses that ended before the cut-off.
+WITH gone AS (
+    DELETE FROM {T:jobs}
+    WHERE status = ANY(%(statuses)s::text[])
+      AND coalesce(completed_at, enqueued_at) < now() - make_interval(secs => %(older_than)s)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
+-- name: job_claim
+-- Claim up to %(limit)s runnable jobs of the given queues. Per queue the claim index is
+-- walked in (priority DESC, id) order and stops after `limit` unlocked rows; the rows are
+-- then merged in the worker's dequeue order. A job of a group enters only if the claim can
+-- insert the group's row: the primary key of job_groups settles races between workers.
+WITH ranked AS (
+    SELECT c.id, c.group_key, c.priority, q.pos,
+        row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.group_key, j.priority FROM {T:jobs} j
+        WHERE j.status = 'queued' AND j.queue = q.name
+          AND (j.expires_at IS NULL OR j.expires_at > now())
+          AND (j.group_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM {T:job_groups} g WHERE g.group_key = j.group_key))
+        ORDER BY j.priority DESC, j.id
+        LIMIT %(limit)s
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS c
+),
+picked AS (
+    SELECT id, group_key, priority FROM ranked
+    ORDER BY /*order*/ priority DESC, id
+    LIMIT %(limit)s
+),
+grouped AS (
+    INSERT INTO {T:job_groups} (group_key, job_id)
+    SELECT DISTINCT ON (group_key) group_key, id FROM picked
+    WHERE group_key IS NOT NULL
+    ORDER BY group_key, priority DESC, id
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+)
+UPDATE {T:jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+    heartbeat_at = now(), worker_id = %(worker)s, error = NULL
+WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
+               UNION ALL SELECT job_id FROM grouped)
+RETURNING j.*;
+
+-- name: job_complete_many
+-- Record the outcome of a batch of attempts. Each write is guarded by ownership of the
+-- attempt (id, attempt number, worker, still active), so a worker that lost a job to the
+-- sweep changes nothing. Statuses: an end status, 'queued'/'scheduled' for a retry, or
+-- 'deleted' (failure_mode="delete").
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[],
+                         %(results)s::text[], %(errors)s::text[], %(delays)s::float8[])
+        AS v(id, attempt, status, result, error, delay)
+),
+gone AS (
+    DELETE FROM {T:jobs} j USING v
+    WHERE v.status = 'deleted' AND j.id = v.id AND j.attempts = v.attempt
+      AND j.worker_id = %(worker)s AND j.status IN ('active', 'aborting')
+    RETURNING j.id, 'deleted'::text AS status, j.queue, j.group_key, j.has_dependents
+),
+done AS (
+    UPDATE {T:jobs} j SET
+        status = v.status,
+        result = v.result,
+        error = v.error,
+        completed_at = CASE WHEN v.status IN ('complete', 'failed', 'aborted', 'expired')
+                            THEN now() END,
+        scheduled_at = CASE WHEN v.status = 'scheduled'
+                            THEN now() + make_interval(secs => v.delay) ELSE j.scheduled_at END,
+        purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => j.result_ttl)
+                        WHEN v.status IN ('failed', 'aborted', 'expired')
+                            THEN now() + make_interval(secs => j.failure_ttl) END
+    FROM v
+    WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
+      AND j.worker_id = %(worker)s AND j.status IN ('active', 'aborting')
+    RETURNING j.id, j.status, j.queue, j.group_key, j.has_dependents, j.attempts,
+        j.started_at, j.error
+),
+ended AS (
+    SELECT id, status, queue, group_key, has_dependents FROM done
+    UNION ALL
+    SELECT id, status, queue, group_key, has_dependents FROM gone
+),
+history AS (
+    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    SELECT id, attempts, %(worker)s, started_at, 'failed', error FROM done
+    WHERE status IN ('queued', 'scheduled')
+),
+freed AS (
+    DELETE FROM {T:job_groups} g USING ended
+    WHERE g.group_key = ended.group_key AND g.job_id = ended.id
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM ended
+          WHERE status = 'queued' OR group_key IS NOT NULL) AS q
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    FROM ended WHERE status NOT IN ('queued', 'scheduled')
+    HAVING count(*) > 0
+)
+SELECT ended.id, ended.status, ended.has_dependents FROM ended
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: job_release_many
+-- Put back jobs a stopping worker did not finish: not an attempt that failed, so no retry
+-- is spent. They are recorded in the history as 'interrupted'.
+WITH back AS (
+    UPDATE {T:jobs} j SET status = CASE WHEN j.status = 'aborting' THEN 'aborted' ELSE 'queued' END,
+        attempts = j.attempts, lost = j.lost + 1, worker_id = NULL,
+        completed_at = CASE WHEN j.status = 'aborting' THEN now() END
+    WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
+      AND j.status IN ('active', 'aborting')
+    RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at
+),
+history AS (
+    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    SELECT id, attempts, %(worker)s, started_at, 'interrupted', 'worker shut down' FROM back
+),
+freed AS (
+    DELETE FROM {T:job_groups} g USING back WHERE g.job_id = back.id
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM back) AS q
+)
+SELECT back.id FROM back CROSS JOIN (SELECT count(*) FROM wake) AS w;
+
+-- name: job_stage_scheduled
+-- Move due scheduled jobs to the queue and say when the next one is due.
+WITH due AS (
+    SELECT id FROM {T:jobs}
+    WHERE status = 'scheduled' AND scheduled_at <= now()
+    ORDER BY scheduled_at LIMIT 5000
+    FOR UPDATE SKIP LOCKED
+),
+staged AS (
+    UPDATE {T:jobs} j SET status = 'queued' FROM due WHERE j.id = due.id RETURNING j.queue
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM staged) AS q
+)
+SELECT (SELECT count(*) FROM staged) AS staged,
+       (SELECT count(*) FROM wake) AS woken,
+       (SELECT extract(epoch FROM min(scheduled_at) - now()) FROM {T:jobs}
+        WHERE status = 'scheduled' AND scheduled_at > now()) AS next_due_in;
+
+-- name: job_heartbeat_many
+-- A worker's heartbeat: renew itself and its heartbeating jobs; learn which of its jobs
+-- were asked to abort and whether it is still registered.
+WITH me AS (
+    UPDATE {T:workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
+),
+beat AS (
+    UPDATE {T:jobs} SET heartbeat_at = now()
+    WHERE id = ANY(%(job_ids)s::bigint[]) AND worker_id = %(worker)s
+      AND status IN ('active', 'aborting')
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM me) AS registered,
+       (SELECT count(*) FROM beat) AS renewed,
+       ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
+           AS aborting;
+
+-- name: deps_resolve
+-- Promote or fail waiting jobs whose dependencies have all ended. With %(ids)s NULL every
+-- waiting job is examined (the sweep's safety net); otherwise only dependents of those ids.
+-- A dependency whose row is gone counts as not complete.
+WITH cand AS (
+    SELECT w.id FROM {T:jobs} w
+    WHERE w.status = 'waiting'
+      AND (%(ids)s::bigint[] IS NULL OR w.id IN (
+          SELECT d.job_id FROM {T:job_deps} d WHERE d.depends_on = ANY(%(ids)s::bigint[])))
+    FOR UPDATE SKIP LOCKED
+),
+st AS (
+    SELECT c.id,
+        bool_and(u.id IS NULL OR u.status IN ('complete', 'failed', 'aborted', 'expired'))
+            AS settled,
+        bool_or((u.id IS NULL OR u.status <> 'complete') AND NOT d.allow_failure) AS broken,
+        string_agg(CASE WHEN (u.id IS NULL OR u.status <> 'complete') AND NOT d.allow_failure
+                        THEN d.depends_on || ' (' || coalesce(u.status, 'deleted') || ')' END,
+                   ', ') AS culprits
+    FROM cand c
+    JOIN {T:job_deps} d ON d.job_id = c.id
+    LEFT JOIN {T:jobs} u ON u.id = d.depends_on
+    GROUP BY c.id
+),
+upd AS (
+    UPDATE {T:jobs} j SET
+        status = CASE WHEN st.broken THEN 'failed'
+                      WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
+        error = CASE WHEN st.broken THEN
+            'pgwerk.exceptions.DependencyFailed: dependency ' || st.culprits
+            || ' did not complete' END,
+        completed_at = CASE WHEN st.broken THEN now() END,
+        purge_at = CASE WHEN st.broken THEN now() + make_interval(secs => j.failure_ttl) END
+    FROM st WHERE j.id = st.id AND st.settled
+    RETURNING j.id, j.status, j.queue, j.has_dependents
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') AS q
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    FROM upd WHERE status = 'failed' HAVING count(*) > 0
+)
+SELECT upd.id, upd.status, upd.has_dependents FROM upd
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: execution_list
+SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error
+FROM {T:executions} WHERE job_id = %(id)s ORDER BY attempt, id;
+
+-- name: worker_register
+INSERT INTO {T:workers} (id, hostname, pid, queues, concurrency, pool)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopping = false;
+
+-- name: worker_unregister
+DELETE FROM {T:workers} WHERE id = %(id)s;
+
+-- name: worker_stopping
+UPDATE {T:workers} SET stopping = true WHERE id = %(id)s;
+
+-- name: worker_list
+SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS heartbeat_age,
+    (SELECT count(*) FROM {T:jobs} j
+     WHERE j.worker_id = w.id AND j.status IN ('active', 'aborting')) AS active_jobs
+FROM {T:workers} w ORDER BY w.started_at;
+
+-- name: sweep_lock
+-- Only one process sweeps at a time; the lock ends with the transaction.
+SELECT pg_try_advisory_xact_lock(%(lock)s) AS leader;
+
+-- name: sweep_rescue_orphans
+-- Active jobs whose worker is gone or silent, or whose own heartbeat lapsed, or that ran
+-- far past max_active_secs without heartbeating. A lost attempt does not spend a retry;
+-- a job lost more than max_lost times fails. An 'aborting' one ends 'aborted'.
+WITH lost AS (
+    SELECT j.id, j.attempts, j.worker_id, j.started_at FROM {T:jobs} j
+    LEFT JOIN {T:workers} w ON w.id = j.worker_id
+    WHERE j.status IN ('active', 'aborting')
+      AND (w.id IS NULL
+           OR w.heartbeat_at < now() - make_interval(secs => %(worker_stale)s)
+           OR (j.heartbeat IS NOT NULL
+               AND j.heartbeat_at < now() - make_interval(secs => j.heartbeat * 3))
+           OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL
+               AND j.started_at < now() - make_interval(
+                   secs => greatest(%(max_active)s::float8, coalesce(j.timeout, 0) + 60))))
+    FOR UPDATE OF j SKIP LOCKED
+),
+history AS (
+    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    SELECT id, attempts, worker_id, started_at, 'lost',
+        'the worker running this attempt died or stopped heartbeating' FROM lost
+),
+upd AS (
+    UPDATE {T:jobs} j SET
+        lost = j.lost + 1,
+        status = CASE WHEN j.status = 'aborting' THEN 'aborted'
+                      WHEN j.lost + 1 > %(max_lost)s THEN 'failed' ELSE 'queued' END,
+        error = CASE WHEN j.status = 'aborting' THEN 'aborted; its worker was lost'
+                     WHEN j.lost + 1 > %(max_lost)s
+                         THEN 'pgwerk: job lost with its worker ' || (j.lost + 1) || ' times'
+                     ELSE j.error END,
+        completed_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
+                            THEN now() END,
+        purge_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
+                        THEN now() + make_interval(secs => j.failure_ttl) END,
+        worker_id = NULL
+    FROM lost WHERE j.id = lost.id
+    RETURNING j.id, j.status, j.queue, j.has_dependents
+),
+freed AS (
+    DELETE FROM {T:job_groups} g USING upd WHERE g.job_id = upd.id
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') AS q
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    FROM upd WHERE status <> 'queued' HAVING count(*) > 0
+)
+SELECT upd.id, upd.status, upd.has_dependents FROM upd
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: sweep_release_groups
+-- Group rows whose job is no longer active (a crash between claim and record).
+DELETE FROM {T:job_groups} g
+WHERE NOT EXISTS (SELECT 1 FROM {T:jobs} j
+                  WHERE j.id = g.job_id AND j.status IN ('active', 'aborting'));
+
+-- name: sweep_expire
+-- Unstarted jobs past their ttl end 'expired' without running.
+WITH gone AS (
+    SELECT id FROM {T:jobs}
+    WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at < now()
+    LIMIT 5000 FOR UPDATE SKIP LOCKED
+),
+upd AS (
+    UPDATE {T:jobs} j SET status = 'expired', completed_at = now(),
+        error = 'expired: not started within its ttl',
+        purge_at = now() + make_interval(secs => j.failure_ttl)
+    FROM gone WHERE j.id = gone.id
+    RETURNING j.id, j.status, j.has_dependents
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    FROM upd HAVING count(*) > 0
+)
+SELECT upd.id, upd.status, upd.has_dependents FROM upd
+CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: sweep_prune
+-- Delete ended jobs past their retention, a bounded batch at a time.
+WITH gone AS (
+    DELETE FROM {T:jobs} WHERE id IN (
+        SELECT id FROM {T:jobs} WHERE purge_at < now() ORDER BY purge_at LIMIT %(limit)s)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
+-- name: sweep_forget_workers
+-- Worker rows silent for a long time (their jobs were rescued long ago).
+DELETE FROM {T:workers} WHERE heartbeat_at < now() - make_interval(secs => %(older_than)s);
+
+-- name: queue_stats
+SELECT queue, status, count(*) AS count FROM {T:jobs} GROUP BY queue, status
+ORDER BY queue, status;
+
+-- name: truncate
+TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T:cron};

@@ -1,0 +1,519 @@
+"""``Werk``: the app object. Connects lazily, enqueues, waits for results, manages jobs.
+
+Each method validates its input, runs one named statement and returns a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from pgwerk import _migrate
+from pgwerk._db import CallerConnection, Database, Row, as_arrays
+from pgwerk._notify import Listener, Waiters, channel_name
+from pgwerk._rows import job_from_row
+from pgwerk._sql import Queries
+from pgwerk.config import WerkConfig
+from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
+from pgwerk.job import (
+    TERMINAL_STATUSES,
+    EnqueueParams,
+    Execution,
+    Job,
+    JobStatus,
+    WorkerInfo,
+)
+from pgwerk.options import INSERT_COLUMNS, JobSpec, build_spec, params_from_call, seconds
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[bytes, Mapping[str, Any]], list[Row]]
+_TERMINAL = {s.value for s in TERMINAL_STATUSES}
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """The DSN argument, else ``$PGWERK_DSN``, else ``$DATABASE_URL``."""
+    found = dsn or os.environ.get("PGWERK_DSN") or os.environ.get("DATABASE_URL")
+    if not found:
+        raise ConfigurationError(
+            "no database given: pass a DSN to Werk(...) or set PGWERK_DSN "
+            "(or DATABASE_URL), e.g. PGWERK_DSN=postgresql://user@localhost/mydb"
+        )
+    if not isinstance(found, str):
+        raise ConfigurationError(f"the DSN must be a string, got {type(found).__name__}")
+    return found
+
+
+class Werk:
+    """A job queue in PostgreSQL.
+
+    Args:
+        dsn: libpq connection string or URL; default ``$PGWERK_DSN``, then ``$DATABASE_URL``.
+        config: a ``WerkConfig``; keyword arguments override its fields.
+        **options: any ``WerkConfig`` field (``schema``, ``prefix``, ``max_pool_size``,
+            ``serializer``, ``auto_migrate``, ``result_ttl``, ...).
+
+    Example::
+
+        app = Werk("postgresql://localhost/mydb")
+        with app:
+            job = app.enqueue("myapp.tasks.send_email", to="a@b.c", _queue="mail")
+    """
+
+    def __init__(self, dsn: str | None = None, *, config: WerkConfig | None = None,
+                 **options: Any) -> None:
+        if config is not None and not isinstance(config, WerkConfig):
+            raise ConfigurationError(f"config must be a WerkConfig, got {type(config).__name__}")
+        self.config = (config or WerkConfig()).merged(**options)
+        self.dsn = resolve_dsn(dsn)
+        self.serializer = self.config.serializer
+        self.queries = Queries(self.config.schema, self.config.prefix)
+        self.channel = channel_name(self.config.schema, self.config.prefix)
+        self._db = Database(self.dsn, self.config)
+        self._db.on_first_connect(self._prepare_schema)
+        self._listener = Listener(self._db, self.channel)
+        self._waiters = Waiters()
+        self._waiting_subscribed = False
+
+    def __repr__(self) -> str:
+        return f"<Werk schema={self.config.schema!r} prefix={self.config.prefix!r}>"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def connect(self) -> Werk:
+        """Open the pool now (otherwise the first call that needs it does). Idempotent."""
+        self._db.pool()
+        return self
+
+    def close(self) -> None:
+        """Stop listening and close the pool. The app reconnects if used again."""
+        self._listener.stop()
+        self._db.close()
+
+    def __enter__(self) -> Werk:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _prepare_schema(self, conn: psycopg.Connection[Any]) -> None:
+        if self.config.auto_migrate:
+            _migrate.migrate(conn, self.config.schema, self.config.prefix)
+        else:
+            _migrate.check_schema(conn, self.config.schema, self.config.prefix)
+
+    def migrate(self) -> int:
+        """Create or upgrade the tables now; returns how many migrations ran."""
+        conn = self._db.connect_direct("migrate")
+        try:
+            return _migrate.migrate(conn, self.config.schema, self.config.prefix)
+        finally:
+            conn.close()
+
+    def migration_sql(self) -> str:
+        """The DDL ``migrate`` would run on an empty database, for a DBA to review."""
+        return _migrate.migration_sql(self.config.schema, self.config.prefix)
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def listener(self) -> Listener:
+        return self._listener
+
+    def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run the named statement on a pooled connection (autocommit)."""
+        return self._db.fetch(name, self.queries[name], params or {})
+
+    # -- enqueue ---------------------------------------------------------------------
+
+    def enqueue(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job | None:
+        """Enqueue ``func(*args, **kwargs)``.
+
+        Keyword arguments starting with ``_`` are options (``_queue``, ``_priority``,
+        ``_delay``, ``_at``, ``_retry``, ``_timeout``, ``_heartbeat``, ``_key``, ``_group``,
+        ``_meta``, ``_ttl``, ``_result_ttl``, ``_failure_ttl``, ``_failure_mode``,
+        ``_on_success``, ``_on_failure``, ``_on_stopped``, ``_repeat``, ``_depends_on``,
+        ``_conn``); the rest is the handler's payload.
+
+        Returns:
+            The stored ``Job``, or ``None`` when a job with the same ``_key`` exists.
+        """
+        params, conn = params_from_call(func, args, kwargs)
+        return self.enqueue_specs([build_spec(params, self.config)], conn)[0]
+
+    def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
+        """Enqueue many jobs in one statement; results in input order, ``None`` where a
+        key collided."""
+        if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
+            raise TypeError("enqueue_many takes a list of EnqueueParams")
+        for i, item in enumerate(params):
+            if not isinstance(item, EnqueueParams):
+                raise TypeError(f"enqueue_many: item {i} is {type(item).__name__}, not EnqueueParams")
+        if not params:
+            return []
+        return self.enqueue_specs([build_spec(p, self.config) for p in params], _conn)
+
+    def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
+        """Insert validated specs, on the caller's connection or a pooled one."""
+        if conn is not None:
+            return self.insert_specs(CallerConnection(conn).fetch, specs)
+        if not any(spec.depends_on for spec in specs):
+            rows = self._db.fetch("enqueue", self.queries["job_insert"], self._insert_params(specs))
+            return self._jobs_or_none(rows)
+
+        def in_transaction(db_conn: psycopg.Connection[Row]) -> list[Job | None]:
+            with db_conn.transaction():
+                def fetch(query: bytes, params: Mapping[str, Any]) -> list[Row]:
+                    cur = db_conn.execute(query, params)
+                    return cur.fetchall() if cur.description else []
+                return self.insert_specs(fetch, specs)
+
+        return self._db.run("enqueue", in_transaction)
+
+    def _insert_params(self, specs: list[JobSpec]) -> dict[str, Any]:
+        params: dict[str, Any] = as_arrays([s.row for s in specs], INSERT_COLUMNS)
+        params["channel"] = self.channel
+        return params
+
+    def _jobs_or_none(self, rows: list[Row]) -> list[Job | None]:
+        return [job_from_row(r, self.serializer) if r["id"] is not None else None for r in rows]
+
+    def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
+        """The statements of an enqueue, run through ``fetch`` (one transaction)."""
+        upstream = sorted({d.job_id for s in specs for d in s.depends_on})
+        if upstream:
+            found = {r["id"]: r["status"] for r in fetch(
+                self.queries["job_deps_lock"], {"ids": upstream})}
+            missing = [i for i in upstream if i not in found]
+            if missing:
+                raise ValueError(
+                    f"_depends_on names job(s) that do not exist: {', '.join(map(str, missing))}"
+                )
+            for spec in specs:
+                pending = [d for d in spec.depends_on if found[d.job_id] not in _TERMINAL]
+                broken = [d for d in spec.depends_on
+                          if found[d.job_id] in _TERMINAL and found[d.job_id] != "complete"
+                          and not d.allow_failure]
+                if pending:
+                    spec.row["waiting"] = True
+                elif broken:
+                    spec.row["dep_error"] = (
+                        "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
+                            f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
+                    )
+        rows = fetch(self.queries["job_insert"], self._insert_params(specs))
+        if upstream:
+            links = [(row["id"], d.job_id, d.allow_failure)
+                     for row, spec in zip(rows, specs) if row["id"] is not None
+                     for d in spec.depends_on]
+            if links:
+                job_ids, up, allow = zip(*links)
+                fetch(self.queries["job_deps_link"],
+                      {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
+        return self._jobs_or_none(rows)
+
+    # -- waiting for results ------------------------------------------------------------
+
+    def apply(self, func: Callable[..., Any] | str, *args: Any, timeout: float | None = None,
+              **kwargs: Any) -> Any:
+        """Enqueue and block until the job ends; return its result.
+
+        Raises:
+            JobError: the job failed, was aborted or expired (``.job`` has the details).
+            TimeoutError: ``timeout`` seconds passed first (the job keeps going).
+        """
+        job = self.enqueue(func, *args, **kwargs)
+        if job is None:
+            raise WerkError(f"apply: a job with key {kwargs.get('_key')!r} already exists")
+        done = self.wait_for(job, timeout=timeout)
+        if done.status is not JobStatus.Complete:
+            raise JobError(done)
+        return done.result
+
+    def map(self, func: Callable[..., Any] | str, items: Iterable[Mapping[str, Any]],
+            timeout: float | None = None, return_exceptions: bool = False,
+            **shared: Any) -> list[Any]:
+        """Run ``func(**item)`` for each item as parallel jobs (one bulk enqueue) and return
+        their results in input order. ``shared`` options (``_queue=...``) and payload apply
+        to every item. With ``return_exceptions`` a failed job gives its ``JobError`` in
+        place of a result instead of raising."""
+        items = list(items)
+        for i, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise TypeError(f"map: item {i} must be a dict of keyword arguments, got {item!r}")
+        specs = []
+        for item in items:
+            params, conn = params_from_call(func, (), {**shared, **item})
+            if conn is not None:
+                raise TypeError("map does not take _conn")
+            specs.append(build_spec(params, self.config))
+        if not specs:
+            return []
+        jobs = self.enqueue_specs(specs)
+        if any(j is None for j in jobs):
+            raise WerkError("map: a job key collided with an existing job")
+        done = self._wait_many([j.id for j in jobs if j is not None], timeout)
+        results: list[Any] = []
+        for job in jobs:
+            assert job is not None
+            end = done[job.id]
+            if end.status is JobStatus.Complete:
+                results.append(end.result)
+            elif return_exceptions:
+                results.append(JobError(end))
+            else:
+                raise JobError(end)
+        return results
+
+    def wait_for(self, job: Job | int, timeout: float | None = None) -> Job:
+        """Block until the job is in a terminal state and return it.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            JobNotFound: the job does not exist (or was deleted while waiting).
+        """
+        job_id = _job_id(job)
+        return self._wait_many([job_id], timeout)[job_id]
+
+    def _wait_many(self, ids: list[int], timeout: float | None) -> dict[int, Job]:
+        if timeout is not None:
+            seconds("timeout", timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._waiting_subscribed:
+            self._listener.subscribe(self._waiters.notify)
+            self._waiting_subscribed = True
+        self._listener.wait_ready(timeout=2.0)
+        event = self._waiters.register(ids)
+        try:
+            pending = set(ids)
+            fallback = 0.5
+            while pending:
+                event.clear()
+                rows = self.fetch("job_statuses", {"ids": sorted(pending)})
+                seen = {r["id"]: r["status"] for r in rows}
+                for job_id in list(pending):
+                    if job_id not in seen:
+                        raise JobNotFound(job_id)
+                    if seen[job_id] in _TERMINAL:
+                        pending.discard(job_id)
+                if not pending:
+                    break
+                wait = fallback
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"{len(pending)} job(s) not finished after {timeout}s: "
+                            f"{', '.join(map(str, sorted(pending)[:10]))}"
+                        )
+                    wait = min(wait, remaining)
+                event.wait(wait)
+                fallback = min(fallback * 2, 5.0)
+        finally:
+            self._waiters.unregister(ids, event)
+        rows = self.fetch("job_get_many", {"ids": ids})
+        jobs = {r["id"]: job_from_row(r, self.serializer) for r in rows}
+        for job_id in ids:
+            if job_id not in jobs:
+                raise JobNotFound(job_id)
+        return jobs
+
+    # -- managing jobs -------------------------------------------------------------------
+
+    def get_job(self, job_id: int) -> Job:
+        """The job with this id. Raises ``JobNotFound``."""
+        rows = self.fetch("job_get", {"id": _job_id(job_id)})
+        if not rows:
+            raise JobNotFound(job_id)
+        return job_from_row(rows[0], self.serializer)
+
+    def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
+                  function: str | Callable[..., Any] | None = None, limit: int = 100,
+                  offset: int = 0) -> list[Job]:
+        """Jobs, newest first, filtered by queue, status and function path."""
+        if status is not None:
+            try:
+                status = JobStatus(status).value
+            except ValueError:
+                raise ValueError(
+                    f"status must be one of {', '.join(s.value for s in JobStatus)}, got {status!r}"
+                ) from None
+        if function is not None and not isinstance(function, str):
+            from pgwerk.options import function_path
+            function = function_path(function, "function")
+        for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        rows = self.fetch("job_list", {"queue": queue, "status": status, "function": function,
+                                       "limit": limit, "offset": offset})
+        return [job_from_row(r, self.serializer) for r in rows]
+
+    def _exists_or_raise(self, job_id: int) -> None:
+        if not self.fetch("job_statuses", {"ids": [job_id]}):
+            raise JobNotFound(job_id)
+
+    def cancel_job(self, job_id: int) -> bool:
+        """Cancel a job that has not started: it ends ``aborted`` and never runs.
+
+        Returns False when the job already started or ended. Raises ``JobNotFound``."""
+        job_id = _job_id(job_id)
+        rows = self.fetch("job_cancel", {"ids": [job_id]})
+        if not rows:
+            self._exists_or_raise(job_id)
+            return False
+        self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
+        self._notify_done([job_id])
+        return True
+
+    def abort_job(self, job_id: int) -> bool:
+        """Stop a job: cancel it if it has not started, or ask its worker to interrupt it
+        (``aborting``, then ``aborted`` with ``on_stopped`` called). Returns False when
+        the job already ended."""
+        job_id = _job_id(job_id)
+        if self.cancel_job(job_id):
+            return True
+        rows = self.fetch("job_abort", {"id": job_id, "channel": self.channel})
+        return bool(rows)
+
+    def requeue_job(self, job_id: int) -> bool:
+        """Run a failed, aborted or expired job again (one more attempt).
+
+        Returns False when the job is not in one of those states."""
+        job_id = _job_id(job_id)
+        rows = self.fetch("job_requeue", {"ids": [job_id], "channel": self.channel})
+        if not rows:
+            self._exists_or_raise(job_id)
+            return False
+        return True
+
+    def delete_job(self, job_id: int) -> bool:
+        """Delete a job row (whatever its state). Returns False if it did not exist."""
+        return bool(self.fetch("job_delete", {"id": _job_id(job_id)}))
+
+    def touch_job(self, job_id: int) -> bool:
+        """Renew a job's heartbeat, as its worker does for ``_heartbeat`` jobs."""
+        return bool(self.fetch("job_touch", {"id": _job_id(job_id)}))
+
+    def get_executions(self, job_id: int) -> list[Execution]:
+        """One record per attempt of the job, oldest first."""
+        job = self.get_job(job_id)
+        rows = self.fetch("execution_list", {"id": job.id})
+        runs = [Execution(**r) for r in rows]
+        recorded = {r.attempt for r in runs}
+        if job.attempts > 0 and job.attempts not in recorded and job.started_at is not None:
+            runs.append(Execution(
+                job_id=job.id, attempt=job.attempts, worker_id=job.worker_id,
+                started_at=job.started_at, finished_at=job.completed_at,
+                outcome=job.status.value, error=job.error,
+            ))
+        return runs
+
+    def get_job_dependencies(self, job_id: int) -> list[dict[str, Any]]:
+        """The jobs this job depends on: ``{"id", "allow_failure", "status"}`` each
+        (``status`` is None for a dependency whose row is gone)."""
+        job_id = _job_id(job_id)
+        self._exists_or_raise(job_id)
+        return self.fetch("job_dependencies", {"id": job_id})
+
+    def queue_stats(self) -> dict[str, dict[str, int]]:
+        """Job counts by queue and status."""
+        stats: dict[str, dict[str, int]] = {}
+        for row in self.fetch("queue_stats"):
+            stats.setdefault(row["queue"], {})[row["status"]] = int(row["count"])
+        return stats
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers with their last heartbeat."""
+        return [
+            WorkerInfo(
+                id=r["id"], hostname=r["hostname"], pid=r["pid"], queues=tuple(r["queues"]),
+                concurrency=r["concurrency"], pool=r["pool"], started_at=r["started_at"],
+                heartbeat_at=r["heartbeat_at"], heartbeat_age=float(r["heartbeat_age"]),
+                active_jobs=int(r["active_jobs"]), stopping=r["stopping"],
+            )
+            for r in self.fetch("worker_list")
+        ]
+
+    def sweep(self, *, worker_stale_after: float = 30.0) -> dict[str, int]:
+        """One pass of the maintenance steps (rescue, expire, dependents, prune), if no
+        other process is sweeping right now. Returns counts per step ({} if skipped)."""
+        from pgwerk._sweep import run_sweep
+
+        return run_sweep(self, worker_stale_after=worker_stale_after)
+
+    def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
+                   older_than: float | timedelta = 0) -> int:
+        """Delete ended jobs in ``statuses`` that ended more than ``older_than`` ago."""
+        if isinstance(statuses, (str, JobStatus)):
+            statuses = [statuses]
+        wanted = []
+        for status in statuses:
+            try:
+                value = JobStatus(status)
+            except ValueError:
+                value = None
+            if value is None or value not in TERMINAL_STATUSES:
+                raise ValueError(
+                    f"purge_jobs: status {status!r} is not an end status; allowed: "
+                    f"{', '.join(sorted(_TERMINAL))}"
+                )
+            wanted.append(value.value)
+        cutoff = seconds("older_than", older_than)
+        rows = self.fetch("job_purge", {"statuses": wanted, "older_than": cutoff})
+        return int(rows[0]["deleted"])
+
+    def bulk_requeue_jobs(self, queue: str | None = None, function: str | None = None) -> int:
+        """Requeue every failed, aborted or expired job of a queue and/or function."""
+        ids = [r["id"] for r in self.fetch("job_requeue_select", {"queue": queue, "function": function})]
+        if not ids:
+            return 0
+        return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
+
+    def bulk_cancel_jobs(self, queue: str | None = None) -> int:
+        """Cancel every job of a queue (all queues if None) that has not started."""
+        ids = [r["id"] for r in self.fetch("job_cancel_select", {"queue": queue})]
+        if not ids:
+            return 0
+        rows = self.fetch("job_cancel", {"ids": ids})
+        self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
+        self._notify_done([r["id"] for r in rows])
+        return len(rows)
+
+    def truncate(self) -> None:
+        """Delete every job, worker and schedule of this app. For tests."""
+        self.fetch("truncate")
+
+    # -- shared with the worker and the sweep ---------------------------------------------
+
+    def fetch_via_pool(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
+        return self._db.fetch("run a statement", query, params)
+
+    def resolve_dependents(self, fetch: Fetch, ids: list[int]) -> int:
+        """Promote or fail the waiting dependents of ended jobs, down the chain."""
+        total = 0
+        while ids:
+            rows = fetch(self.queries["deps_resolve"], {"ids": ids, "channel": self.channel})
+            total += len(rows)
+            ids = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
+        return total
+
+    def _notify_done(self, ids: list[int]) -> None:
+        if ids:
+            self.fetch_via_pool(b"SELECT pg_notify(%(channel)s, %(payload)s)",
+                                {"channel": self.channel, "payload": "d:" + ",".join(map(str, ids))})
+
+
+def _job_id(job: Job | int) -> int:
+    if isinstance(job, Job):
+        return job.id
+    if isinstance(job, bool) or not isinstance(job, int):
+        raise TypeError(f"expected a Job or a job id (int), got {job!r}")
+    return job

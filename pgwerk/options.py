@@ -1,0 +1,305 @@
+"""Turns a callable and the ``_options`` of ``enqueue`` into a validated job row.
+
+Pure: no I/O. Shared by ``Werk`` and ``AsyncWerk`` so both accept exactly the same options.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from pgwerk.config import WerkConfig
+from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
+
+#: Columns of one row of the ``job_insert`` statement, in its parameter names.
+INSERT_COLUMNS = (
+    "function", "queue", "priority", "payload", "max_attempts", "retry_intervals", "delay",
+    "at", "key", "group_key", "meta", "timeout", "heartbeat", "ttl", "result_ttl",
+    "failure_ttl", "failure_mode", "callbacks", "repeat", "waiting", "dep_error",
+)
+
+OPTION_NAMES = tuple(
+    f"_{f.name}" for f in fields(EnqueueParams) if f.name not in ("func", "args", "kwargs")
+) + ("_conn",)
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_INT32 = 2**31 - 1
+FAILURE_MODES = ("hold", "delete")
+
+
+@dataclass
+class JobSpec:
+    """A validated job ready to insert: the row and the dependencies to link."""
+
+    row: dict[str, Any]
+    depends_on: list[Dependency] = field(default_factory=list)
+
+
+def function_path(func: Callable[..., Any] | str, what: str = "func") -> str:
+    """The dotted import path a worker will use to find ``func``.
+
+    Raises:
+        ValueError: for a lambda, a nested function, a bound method of an instance, or
+            anything else a worker could not import by name.
+    """
+    if isinstance(func, str):
+        if not _DOTTED.match(func):
+            raise ValueError(
+                f"{what} {func!r} is not a dotted import path like 'myapp.tasks.send_email'"
+            )
+        return func
+    if not callable(func):
+        raise TypeError(f"{what} must be a callable or a dotted path string, got {func!r}")
+    if inspect.ismethod(func) and not inspect.isclass(func.__self__):
+        raise ValueError(
+            f"{what} {func.__qualname__} is a method bound to an instance; workers cannot "
+            "import instances. Enqueue a module-level function instead."
+        )
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname:
+        raise ValueError(
+            f"{what} {func!r} has no importable name (partials and callable instances are "
+            "not supported); enqueue a module-level function"
+        )
+    if "<lambda>" in qualname:
+        raise ValueError(f"{what} is a lambda; workers can only import module-level functions")
+    if "<locals>" in qualname:
+        raise ValueError(
+            f"{what} {qualname} is defined inside another function; workers can only import "
+            "module-level functions"
+        )
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is None or not spec.name:
+            raise ValueError(
+                f"{what} {qualname} is defined in the script being run (__main__), which "
+                "workers cannot import; move it into a module"
+            )
+        module = spec.name
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    if target is None or getattr(target, "__wrapped__", target) is not getattr(func, "__wrapped__", func):
+        raise ValueError(f"{what} {module}.{qualname} cannot be found again by its import path")
+    return f"{module}.{qualname}"
+
+
+def seconds(name: str, value: Any, *, positive: bool = False) -> float | None:
+    """A duration in seconds (number or timedelta) checked to be >= 0 (or > 0)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} seconds, got {value!r}")
+    return float(value)
+
+
+def _text(name: str, value: Any, *, max_len: int = 255) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ValueError(f"{name} must be a non-empty string of at most {max_len} characters, got {value!r}")
+    return value
+
+
+def _callback(name: str, value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Callback):
+        return {"path": function_path(value.func, name), "timeout": value.timeout}
+    return {"path": function_path(value, name), "timeout": None}
+
+
+def _dependencies(value: Any) -> list[Dependency]:
+    if value is None:
+        return []
+    items = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
+    deps = []
+    for item in items:
+        if isinstance(item, Dependency):
+            dep = item
+        elif isinstance(item, (Job, int)) and not isinstance(item, bool):
+            dep = Dependency(item)
+        else:
+            raise TypeError(
+                f"_depends_on takes a Job, a job id, a Dependency or a list of them; got {item!r}"
+            )
+        if isinstance(dep.job_id, bool) or not isinstance(dep.job_id, int) or dep.job_id < 1:
+            raise ValueError(f"_depends_on: {dep.job_id!r} is not a job id")
+        deps.append(dep)
+    if not items:
+        raise ValueError("_depends_on is an empty list")
+    return deps
+
+
+def encode_payload(serializer: Any, function: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    try:
+        text = serializer.dumps({"args": list(args), "kwargs": dict(kwargs)})
+    except Exception as exc:
+        raise TypeError(
+            f"the arguments of {function} cannot be encoded by {type(serializer).__name__}: "
+            f"{exc}. Pass values it can encode (JSON: str, int, float, bool, None, list, "
+            "dict) or configure another serializer."
+        ) from exc
+    if not isinstance(text, str):
+        raise TypeError(f"{type(serializer).__name__}.dumps must return str, got {type(text).__name__}")
+    return text
+
+
+def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
+    """Validate one job's options and produce its insert row. Raises on any bad value."""
+    function = function_path(params.func)
+    queue = _text("_queue", params.queue)
+    priority = params.priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > _INT32:
+        raise TypeError(f"_priority must be an int between -{_INT32} and {_INT32}, got {priority!r}")
+    if params.delay is not None and params.at is not None:
+        raise ValueError("_delay and _at cannot be used together; pick one")
+    delay = seconds("_delay", params.delay)
+    at = params.at
+    if at is not None:
+        if not isinstance(at, datetime):
+            raise TypeError(f"_at must be a timezone-aware datetime, got {at!r}")
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(
+                "_at must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)); "
+                f"got naive {at!r}"
+            )
+    retry = params.retry
+    if retry is None:
+        retry = Retry(max=1)
+    elif isinstance(retry, int) and not isinstance(retry, bool):
+        if retry < 1:
+            raise ValueError(f"_retry must be >= 1 (total attempts), got {retry}")
+        retry = Retry(max=retry)
+    elif not isinstance(retry, Retry):
+        raise TypeError(f"_retry must be an int (total attempts) or a Retry, got {retry!r}")
+    failure_mode = params.failure_mode
+    if failure_mode not in FAILURE_MODES:
+        raise ValueError(f"_failure_mode must be one of {FAILURE_MODES}, got {failure_mode!r}")
+    meta = params.meta
+    if meta is not None and not isinstance(meta, Mapping):
+        raise TypeError(f"_meta must be a dict, got {type(meta).__name__}")
+    try:
+        meta_text = json.dumps(dict(meta), allow_nan=False) if meta is not None else None
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"_meta must be JSON-encodable: {exc}") from exc
+    repeat = params.repeat
+    if repeat is not None and not isinstance(repeat, Repeat):
+        raise TypeError(f"_repeat must be a Repeat, got {repeat!r}")
+    callbacks = {
+        kind: cb
+        for kind, cb in (
+            ("success", _callback("_on_success", params.on_success)),
+            ("failure", _callback("_on_failure", params.on_failure)),
+            ("stopped", _callback("_on_stopped", params.on_stopped)),
+        )
+        if cb is not None
+    }
+    if not isinstance(params.kwargs, Mapping):
+        raise TypeError(f"kwargs must be a dict, got {type(params.kwargs).__name__}")
+    if isinstance(params.args, (str, bytes)) or not isinstance(params.args, Sequence):
+        raise TypeError(f"args must be a list or tuple, got {type(params.args).__name__}")
+    result_ttl = seconds("_result_ttl", params.result_ttl)
+    failure_ttl = seconds("_failure_ttl", params.failure_ttl)
+    row = {
+        "function": function,
+        "queue": queue,
+        "priority": priority,
+        "payload": encode_payload(config.serializer, function, params.args, params.kwargs),
+        "max_attempts": retry.max,
+        "retry_intervals": json.dumps(retry.intervals) if retry.intervals else None,
+        "delay": delay,
+        "at": at,
+        "key": _text("_key", params.key, max_len=1000),
+        "group_key": _text("_group", params.group, max_len=1000),
+        "meta": meta_text,
+        "timeout": seconds("_timeout", params.timeout, positive=True),
+        "heartbeat": seconds("_heartbeat", params.heartbeat, positive=True),
+        "ttl": seconds("_ttl", params.ttl, positive=True),
+        "result_ttl": result_ttl if params.result_ttl is not None else config.result_ttl,
+        "failure_ttl": failure_ttl if params.failure_ttl is not None else config.failure_ttl,
+        "failure_mode": failure_mode,
+        "callbacks": json.dumps(callbacks) if callbacks else None,
+        "repeat": (
+            json.dumps({"times": repeat.times, "intervals": repeat.schedule(), "index": 0})
+            if repeat else None
+        ),
+        "waiting": False,
+        "dep_error": None,
+    }
+    return JobSpec(row=row, depends_on=_dependencies(params.depends_on))
+
+
+def params_from_call(
+    func: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[EnqueueParams, Any]:
+    """Split ``enqueue(func, *args, **kwargs)`` into ``EnqueueParams`` and ``_conn``."""
+    options = {k: v for k, v in kwargs.items() if k.startswith("_")}
+    payload = {k: v for k, v in kwargs.items() if not k.startswith("_")}
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise TypeError(
+            f"unknown enqueue option(s) {', '.join(unknown)}; valid options: "
+            f"{', '.join(OPTION_NAMES)} (keyword arguments without a leading underscore "
+            "go to the handler)"
+        )
+    conn = options.pop("_conn", None)
+    fixed = {name[1:]: value for name, value in options.items()}
+    if fixed.get("queue", "default") is None:
+        fixed.pop("queue")
+    if fixed.get("priority", 0) is None:
+        fixed.pop("priority")
+    if fixed.get("failure_mode", "hold") is None:
+        fixed.pop("failure_mode")
+    return EnqueueParams(func=func, args=args, kwargs=payload, **fixed), conn
+
+
+def repeat_spec(job: Job, serializer: Any) -> JobSpec | None:
+    """The next run of a repeating job after a success, or ``None`` when it is done."""
+    if job.repeat is None or job.repeat_index >= job.repeat.times:
+        return None
+    schedule = list(job.repeat.intervals or [])
+    delay = schedule[min(job.repeat_index, len(schedule) - 1)] if schedule else 0.0
+    callbacks = {
+        kind: {"path": ref.path, "timeout": ref.timeout}
+        for kind, ref in (("success", job.on_success), ("failure", job.on_failure),
+                          ("stopped", job.on_stopped)) if ref is not None
+    }
+    row = {
+        "function": job.function,
+        "queue": job.queue,
+        "priority": job.priority,
+        "payload": encode_payload(serializer, job.function, job.args, job.kwargs),
+        "max_attempts": job.max_attempts,
+        "retry_intervals": json.dumps(list(job.retry_intervals)) if job.retry_intervals else None,
+        "delay": delay,
+        "at": None,
+        "key": None,
+        "group_key": job.group,
+        "meta": json.dumps(job.meta) if job.meta else None,
+        "timeout": job.timeout,
+        "heartbeat": job.heartbeat,
+        "ttl": None,
+        "result_ttl": job.result_ttl,
+        "failure_ttl": job.failure_ttl,
+        "failure_mode": job.failure_mode,
+        "callbacks": json.dumps(callbacks) if callbacks else None,
+        "repeat": json.dumps({"times": job.repeat.times, "intervals": schedule,
+                              "index": job.repeat_index + 1}),
+        "waiting": False,
+        "dep_error": None,
+    }
+    return JobSpec(row=row)
