@@ -167,6 +167,10 @@ class Database:
             with self.connection() as conn:
                 return fn(conn)
 
+        try:  # the common case, without building a retry policy
+            return attempt()
+        except CONNECTION_ERRORS:
+            logger.warning("database connection failed; retrying to %s", what)
         return self.retrying(what)(attempt)
 
     def fetch(self, what: str, query: bytes, params: Mapping[str, Any] | None = None) -> list[Row]:

@@ -166,8 +166,8 @@ class Werk:
         if conn is not None:
             return self.insert_specs(CallerConnection(conn).fetch, specs)
         if not any(spec.depends_on for spec in specs):
-            rows = self._db.fetch("enqueue", self.queries["job_insert"], self._insert_params(specs))
-            return self._jobs_or_none(rows)
+            query, params = self._insert_statement(specs)
+            return self._inserted_jobs(specs, self._db.fetch("enqueue", query, params))
 
         def in_transaction(db_conn: psycopg.Connection[Row]) -> list[Job | None]:
             with db_conn.transaction():
@@ -178,13 +178,21 @@ class Werk:
 
         return self._db.run("enqueue", in_transaction)
 
-    def _insert_params(self, specs: list[JobSpec]) -> dict[str, Any]:
+    def _insert_statement(self, specs: list[JobSpec]) -> tuple[bytes, dict[str, Any]]:
+        if len(specs) == 1:
+            return self.queries["job_insert_one"], {**specs[0].row, "channel": self.channel}
         params: dict[str, Any] = as_arrays([s.row for s in specs], INSERT_COLUMNS)
         params["channel"] = self.channel
-        return params
+        return self.queries["job_insert"], params
 
-    def _jobs_or_none(self, rows: list[Row]) -> list[Job | None]:
-        return [job_from_row(r, self.serializer) if r["id"] is not None else None for r in rows]
+    def _inserted_jobs(self, specs: list[JobSpec], rows: list[Row]) -> list[Job | None]:
+        if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision
+            return [None]
+        return [
+            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0}, self.serializer)
+            if row["id"] is not None else None
+            for spec, row in zip(specs, rows)
+        ]
 
     def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
         """The statements of an enqueue, run through ``fetch`` (one transaction)."""
@@ -209,7 +217,9 @@ class Werk:
                         "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
                             f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
                     )
-        rows = fetch(self.queries["job_insert"], self._insert_params(specs))
+        rows = fetch(*self._insert_statement(specs))
+        if len(specs) == 1 and not rows:
+            rows = [{"id": None}]
         if upstream:
             links = [(row["id"], d.job_id, d.allow_failure)
                      for row, spec in zip(rows, specs) if row["id"] is not None
@@ -218,7 +228,7 @@ class Werk:
                 job_ids, up, allow = zip(*links)
                 fetch(self.queries["job_deps_link"],
                       {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
-        return self._jobs_or_none(rows)
+        return self._inserted_jobs(specs, rows)
 
     # -- waiting for results ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import json
 import math
 import re
 import sys
+from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -56,6 +57,16 @@ def function_path(func: Callable[..., Any] | str, what: str = "func") -> str:
                 f"{what} {func!r} is not a dotted import path like 'myapp.tasks.send_email'"
             )
         return func
+    try:
+        return _callable_path(func, what)
+    except TypeError as exc:  # unhashable callables cannot be cached
+        if "unhashable" not in str(exc):
+            raise
+        return _callable_path.__wrapped__(func, what)
+
+
+@lru_cache(maxsize=4096)
+def _callable_path(func: Callable[..., Any], what: str) -> str:
     if not callable(func):
         raise TypeError(f"{what} must be a callable or a dotted path string, got {func!r}")
     if inspect.ismethod(func) and not inspect.isclass(func.__self__):

@@ -51,6 +51,17 @@ CLAIM_ORDERS = {
 }
 
 
+def one_row_insert(bulk: str) -> str:
+    """The one-job form of ``job_insert``: scalar parameters instead of arrays to unnest
+    (much cheaper for the driver to send), same statement otherwise."""
+    one = re.sub(r"%\((\w+)\)s::(\w+)\[\]", r"%(\1)s::\2", bulk)
+    one = one.replace("FROM unnest(", "FROM (VALUES (", 1)
+    one = one.replace(") WITH ORDINALITY AS s(", ", 1::bigint)) AS s(", 1)
+    if one.count("(VALUES (") != 1 or "[]" in one:
+        raise RuntimeError("job_insert no longer has the shape one_row_insert expects")
+    return one
+
+
 class Queries:
     """Every named statement rendered for one app, as bytes ready for psycopg."""
 
@@ -60,6 +71,7 @@ class Queries:
         default = "/*order*/ " + CLAIM_ORDERS["priority"]
         for strategy, order in CLAIM_ORDERS.items():
             self._sql[f"job_claim_{strategy}"] = claim.replace(default, order)
+        self._sql["job_insert_one"] = one_row_insert(self._sql["job_insert"])
         self._bytes = {name: sql.encode() for name, sql in self._sql.items()}
 
     def __getitem__(self, name: str) -> bytes:

@@ -3,7 +3,8 @@
 -- The terminal statuses are: 'complete', 'failed', 'aborted', 'expired'.
 
 -- name: job_insert
--- Insert a batch of jobs in input order; a NULL row where the key already existed.
+-- Insert a batch of jobs; one row per input, in input order, with what the database
+-- decided (id, status, times); a NULL id where the key already existed.
 -- Wakes idle workers with one notification per queue that got a runnable job.
 WITH src AS (
     SELECT nextval({R:jobs_id_seq}) AS id, s.*
@@ -37,7 +38,8 @@ ins AS (
         CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END
     FROM src ORDER BY ord
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
-    RETURNING j.*
+    RETURNING j.id, j.status, j.queue, j.scheduled_at, j.enqueued_at, j.expires_at, j.completed_at,
+        j.error
 ),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
@@ -455,7 +457,8 @@ WHERE NOT EXISTS (SELECT 1 FROM {T:jobs} j
 -- Unstarted jobs past their ttl end 'expired' without running.
 WITH gone AS (
     SELECT id FROM {T:jobs}
-    WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at < now()
+    WHERE expires_at < now() AND expires_at IS NOT NULL
+      AND status IN ('queued', 'scheduled', 'waiting')
     LIMIT 5000 FOR UPDATE SKIP LOCKED
 ),
 upd AS (

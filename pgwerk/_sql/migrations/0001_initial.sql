@@ -55,7 +55,8 @@ CREATE INDEX IF NOT EXISTS {N:jobs_active_idx}
 CREATE INDEX IF NOT EXISTS {N:jobs_waiting_idx}
     ON {T:jobs} (id) WHERE status = 'waiting';
 CREATE INDEX IF NOT EXISTS {N:jobs_expires_idx}
-    ON {T:jobs} (expires_at) WHERE status IN ('queued', 'scheduled', 'waiting');
+    ON {T:jobs} (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('queued', 'scheduled', 'waiting');
 CREATE INDEX IF NOT EXISTS {N:jobs_purge_idx}
     ON {T:jobs} (purge_at) WHERE purge_at IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS {N:jobs_key_idx}
