@@ -27,6 +27,7 @@ from pgwerk.job import (
     WorkerInfo,
 )
 from pgwerk.serializers import JSONSerializer, PickleSerializer, Serializer
+from pgwerk.worker import DequeueStrategy, Worker
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "DatabaseUnavailable",
     "Dependency",
     "DependencyFailed",
+    "DequeueStrategy",
     "EnqueueParams",
     "Execution",
     "JSONSerializer",
@@ -54,6 +56,7 @@ __all__ = [
     "Werk",
     "WerkConfig",
     "WerkError",
+    "Worker",
     "WorkerInfo",
     "WorkerShutdown",
 ]

@@ -34,7 +34,12 @@ _OPEN_CONNECTIONS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
 _INHERITED: list[object] = []
 
 
+_DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
 def _neutralize_inherited_connections() -> None:
+    for db in list(_DATABASES):
+        db._lock = threading.Lock()  # another thread may have held it at fork time
     try:
         devnull = os.open(os.devnull, os.O_RDWR)
     except OSError:  # pragma: no cover - nothing sensible to do
@@ -69,6 +74,7 @@ class Database:
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._pid = os.getpid()
         self._on_first_connect: list[Callable[[psycopg.Connection[Any]], None]] = []
+        _DATABASES.add(self)
 
     # -- lifecycle -----------------------------------------------------------------
 

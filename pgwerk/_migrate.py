@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -44,7 +45,7 @@ def _migrations_table(schema: str, prefix: str) -> str:
     return f"{quote_ident(schema)}.{quote_ident(prefix + '_migrations')}"
 
 
-def current_version(conn: psycopg.Connection, schema: str, prefix: str) -> int:
+def current_version(conn: psycopg.Connection[Any], schema: str, prefix: str) -> int:
     """The schema's version, 0 when the pgwerk tables do not exist."""
     table = _migrations_table(schema, prefix)
     with conn.cursor(row_factory=tuple_row) as cur:
@@ -55,7 +56,7 @@ def current_version(conn: psycopg.Connection, schema: str, prefix: str) -> int:
     return int(found[0]) if found else 0
 
 
-def migrate(conn: psycopg.Connection, schema: str, prefix: str) -> int:
+def migrate(conn: psycopg.Connection[Any], schema: str, prefix: str) -> int:
     """Bring the schema to the latest version; safe when many processes start at once.
 
     Returns the number of migrations applied.
@@ -73,7 +74,7 @@ def migrate(conn: psycopg.Connection, schema: str, prefix: str) -> int:
     return applied
 
 
-def check_schema(conn: psycopg.Connection, schema: str, prefix: str) -> None:
+def check_schema(conn: psycopg.Connection[Any], schema: str, prefix: str) -> None:
     """Raise ``SchemaError`` unless the schema is at the version this code expects."""
     have, want = current_version(conn, schema, prefix), latest_version()
     if have < want:

@@ -57,8 +57,10 @@ class Listener:
         return self._ready.wait(timeout)
 
     def _ensure_started(self) -> None:
+        if self._pid != os.getpid():  # forked: the parent's thread and lock state are not ours
+            self._lock = threading.Lock()
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's thread does not exist here
+            if self._pid != os.getpid():
                 self._thread, self._conn, self._pid = None, None, os.getpid()
                 self._ready.clear()
                 self._stop.clear()

@@ -25,10 +25,9 @@ def _fetch(conn: psycopg.Connection[Any], query: bytes, params: dict[str, Any]) 
     return cur.fetchall() if cur.description else []
 
 
-def rescue_orphans(app: Werk, conn: psycopg.Connection[Any], *, worker_stale_after: float) -> int:
+def rescue_orphans(app: Werk, conn: psycopg.Connection[Any]) -> int:
     """Requeue (or fail, or end aborted) active jobs whose worker or heartbeat is gone."""
     rows = _fetch(conn, app.queries["sweep_rescue_orphans"], {
-        "worker_stale": worker_stale_after,
         "max_active": app.config.max_active_secs,
         "max_lost": app.config.max_lost,
         "channel": app.channel,
@@ -73,7 +72,7 @@ def leader_lock_key(app: Werk) -> int:
     return zlib.crc32(f"pgwerk:sweep:{app.config.schema}.{app.config.prefix}".encode())
 
 
-def run_sweep(app: Werk, *, worker_stale_after: float) -> dict[str, int]:
+def run_sweep(app: Werk) -> dict[str, int]:
     """One pass of every step, if this process wins the sweep lock; else ``{}``."""
 
     def go(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -82,7 +81,7 @@ def run_sweep(app: Werk, *, worker_stale_after: float) -> dict[str, int]:
             if not leader[0]["leader"]:
                 return {}
             return {
-                "rescued": rescue_orphans(app, conn, worker_stale_after=worker_stale_after),
+                "rescued": rescue_orphans(app, conn),
                 "expired": expire_jobs(app, conn),
                 "resolved": resolve_waiting(app, conn),
                 "pruned": prune_jobs(app, conn),

@@ -452,12 +452,12 @@ class Werk:
             for r in self.fetch("worker_list")
         ]
 
-    def sweep(self, *, worker_stale_after: float = 30.0) -> dict[str, int]:
+    def sweep(self) -> dict[str, int]:
         """One pass of the maintenance steps (rescue, expire, dependents, prune), if no
         other process is sweeping right now. Returns counts per step ({} if skipped)."""
         from pgwerk._sweep import run_sweep
 
-        return run_sweep(self, worker_stale_after=worker_stale_after)
+        return run_sweep(self)
 
     def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
                    older_than: float | timedelta = 0) -> int:

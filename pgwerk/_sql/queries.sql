@@ -373,8 +373,9 @@ SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error
 FROM {T:executions} WHERE job_id = %(id)s ORDER BY attempt, id;
 
 -- name: worker_register
-INSERT INTO {T:workers} (id, hostname, pid, queues, concurrency, pool)
-VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s)
+INSERT INTO {T:workers} (id, hostname, pid, queues, concurrency, pool, heartbeat_interval)
+VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s,
+        %(heartbeat_interval)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopping = false;
 
 -- name: worker_unregister
@@ -394,7 +395,8 @@ FROM {T:workers} w ORDER BY w.started_at;
 SELECT pg_try_advisory_xact_lock(%(lock)s) AS leader;
 
 -- name: sweep_rescue_orphans
--- Active jobs whose worker is gone or silent, or whose own heartbeat lapsed, or that ran
+-- Active jobs whose worker is gone or silent for two of its heartbeat intervals, or whose
+-- own heartbeat lapsed (three of its intervals), or that ran
 -- far past max_active_secs without heartbeating. A lost attempt does not spend a retry;
 -- a job lost more than max_lost times fails. An 'aborting' one ends 'aborted'.
 WITH lost AS (
@@ -402,7 +404,7 @@ WITH lost AS (
     LEFT JOIN {T:workers} w ON w.id = j.worker_id
     WHERE j.status IN ('active', 'aborting')
       AND (w.id IS NULL
-           OR w.heartbeat_at < now() - make_interval(secs => %(worker_stale)s)
+           OR w.heartbeat_at < now() - make_interval(secs => 2 * w.heartbeat_interval + 1)
            OR (j.heartbeat IS NOT NULL
                AND j.heartbeat_at < now() - make_interval(secs => j.heartbeat * 3))
            OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL

@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS {T:workers} (
     pool            text NOT NULL,
     started_at      timestamptz NOT NULL DEFAULT now(),
     heartbeat_at    timestamptz NOT NULL DEFAULT now(),
+    heartbeat_interval double precision NOT NULL DEFAULT 5,
     stopping        boolean NOT NULL DEFAULT false
 );
 

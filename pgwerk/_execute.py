@@ -1,0 +1,266 @@
+"""Running one job: find the handler, call it, and say how the attempt ended. No SQL.
+
+The steps are small functions: ``load_handler``, ``call_handler``, ``execute`` (the whole
+attempt with hooks), ``settle`` (what the outcome means for the row: done, retry, ...),
+and ``run_callback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
+from pgwerk.job import CallbackRef, Context, Job, JobStatus
+
+if TYPE_CHECKING:
+    from pgwerk.app import Werk
+    from pgwerk.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# How an attempt ended, as far as the handler is concerned.
+SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED = (
+    "success", "error", "timeout", "aborted", "interrupted",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one attempt. ``result`` is already serialized text."""
+
+    kind: str
+    result: str | None = None
+    error: str | None = None
+    duration: float = 0.0
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What the outcome means for the job row (the status written by the batch)."""
+
+    status: str  # complete | failed | aborted | deleted | queued | scheduled | released
+    result: str | None
+    error: str | None
+    delay: float = 0.0
+    callback: str | None = None  # success | failure | stopped
+
+
+class HandlerNotFound(Exception):
+    """The job's function cannot be imported in this worker."""
+
+
+@lru_cache(maxsize=1024)
+def load_handler(path: str) -> Callable[..., Any]:
+    """Import ``package.module.function`` (or ``module.Class.method``)."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            target: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name) and split > 1:
+                continue
+            if split > 1:
+                continue
+            raise HandlerNotFound(f"cannot import {path!r}: {exc}") from exc
+        try:
+            for attr in parts[split:]:
+                target = getattr(target, attr)
+        except AttributeError as exc:
+            raise HandlerNotFound(f"cannot import {path!r}: {exc}") from exc
+        if not callable(target):
+            raise HandlerNotFound(f"{path!r} is not callable")
+        return target  # type: ignore[no-any-return]
+    raise HandlerNotFound(f"cannot import {path!r}: no such module")
+
+
+@lru_cache(maxsize=1024)
+def wants_context(func: Callable[..., Any]) -> bool:
+    """A first parameter named ``ctx`` or annotated ``Context`` receives the Context."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        return False
+    first = params[0]
+    if first.name == "ctx":
+        return True
+    annotation = first.annotation
+    if isinstance(annotation, str):
+        try:
+            annotation = get_type_hints(func).get(first.name, annotation)
+        except Exception:
+            return annotation.split(".")[-1] == "Context"
+    return annotation is Context
+
+
+_loops = threading.local()
+
+
+def _run_coroutine(coro: Any) -> Any:
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop = loop
+    try:
+        return loop.run_until_complete(coro)
+    except BaseException:
+        # An exception raised into this thread may leave the loop mid-step: start afresh.
+        loop.close()
+        _loops.loop = None
+        raise
+
+
+def call_handler(func: Callable[..., Any], ctx: Context) -> Any:
+    job = ctx.job
+    args = (ctx, *job.args) if wants_context(func) else job.args
+    result = func(*args, **job.kwargs)
+    if inspect.isawaitable(result):
+        result = _run_coroutine(result)
+    return result
+
+
+def _call_hook(name: str, hook: Callable[[Context], Any] | None, ctx: Context) -> None:
+    if hook is None:
+        return
+    try:
+        out = hook(ctx)
+        if inspect.isawaitable(out):
+            _run_coroutine(out)
+    except Exception:
+        logger.exception("%s hook failed for job %s; the job goes on", name, ctx.job.id)
+
+
+def execute(app: Werk, worker: Worker | None, job: Job,
+            handler_done: Callable[[], None] | None = None) -> Outcome:
+    """Run one attempt of ``job`` in this thread and describe how it ended.
+
+    ``handler_done`` is called the moment the handler returns or raises, so that a time
+    limit stops applying before the outcome is recorded.
+    """
+    start = time.monotonic()
+    ctx = Context(app=app, job=job, worker=worker)
+    hooks = worker.hooks if worker is not None else None
+    try:
+        if job.payload_error:
+            return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", duration=0.0)
+        try:
+            func = load_handler(job.function)
+        except HandlerNotFound as exc:
+            return Outcome(ERROR, error=f"pgwerk: {exc}", duration=0.0, exception=exc)
+        if hooks:
+            _call_hook("before_process", hooks.before_process, ctx)
+        try:
+            try:
+                value = call_handler(func, ctx)
+            finally:
+                if handler_done is not None:
+                    handler_done()
+        except JobTimeout as exc:
+            return _failed(TIMEOUT, exc, start, f"JobTimeout: job {job.id} exceeded its timeout "
+                                                f"of {job.timeout}s")
+        except JobAborted as exc:
+            return _failed(ABORTED, exc, start, "JobAborted: aborted on request")
+        except WorkerShutdown as exc:
+            return _failed(INTERRUPTED, exc, start, "WorkerShutdown: the worker stopped")
+        except BaseException as exc:  # noqa: B036 - a handler's SystemExit fails its job only
+            outcome = _failed(ERROR, exc, start)
+            if hooks:
+                _call_exception_handlers(hooks.on_exception, replace_ctx(ctx, exc))
+            return outcome
+        try:
+            text = app.serializer.dumps(value)
+        except Exception as exc:
+            return _failed(ERROR, exc, start, f"pgwerk: the result of {job.function} cannot be "
+                                             f"encoded by {type(app.serializer).__name__}: {exc}")
+        return Outcome(SUCCESS, result=text, duration=time.monotonic() - start)
+    finally:
+        if hooks:
+            _call_hook("after_process", hooks.after_process, ctx)
+
+
+def replace_ctx(ctx: Context, exc: BaseException) -> Context:
+    return Context(app=ctx.app, job=ctx.job, worker=ctx.worker, exception=exc)
+
+
+def _call_exception_handlers(handlers: list[Callable[[Context], Any]], ctx: Context) -> None:
+    for handler in handlers:
+        _call_hook("exception handler", handler, ctx)
+
+
+def stray_outcome(exc: BaseException) -> Outcome:
+    """An outcome for an interruption that arrived outside the handler itself."""
+    kind = {JobTimeout: TIMEOUT, JobAborted: ABORTED, WorkerShutdown: INTERRUPTED}.get(
+        type(exc), ERROR)
+    return _failed(kind, exc, time.monotonic())
+
+
+def _failed(kind: str, exc: BaseException, start: float, summary: str | None = None) -> Outcome:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if summary:
+        text = f"{text.rstrip()}\n{summary}\n" if kind == ERROR else f"{summary}\n{text}"
+    return Outcome(kind, error=text, duration=time.monotonic() - start, exception=exc)
+
+
+def settle(job: Job, outcome: Outcome) -> Settlement:
+    """Decide what the row becomes: the retry policy and failure mode live here."""
+    if outcome.kind == SUCCESS:
+        return Settlement("complete", outcome.result, None, callback="success")
+    if outcome.kind == ABORTED:
+        return Settlement("aborted", None, outcome.error, callback="stopped")
+    if outcome.kind == INTERRUPTED:
+        return Settlement("released", None, outcome.error)
+    spent = job.attempts - job.lost
+    if spent < job.max_attempts:
+        intervals = job.retry_intervals
+        delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0
+        return Settlement("scheduled" if delay > 0 else "queued", None, outcome.error, delay)
+    status = "deleted" if job.failure_mode == "delete" else "failed"
+    return Settlement(status, None, outcome.error, callback="failure")
+
+
+def job_after(job: Job, settlement: Settlement, serializer: Any) -> Job:
+    """The job as it is once the settlement is written: what callbacks see."""
+    result = None
+    if settlement.result is not None:
+        try:
+            result = serializer.loads(settlement.result)
+        except Exception:
+            result = None
+    status = {"deleted": "failed", "released": "queued"}.get(settlement.status, settlement.status)
+    return replace(job, status=JobStatus(status), result=result, error=settlement.error)
+
+
+def callback_ref(job: Job, kind: str | None) -> CallbackRef | None:
+    return {"success": job.on_success, "failure": job.on_failure,
+            "stopped": job.on_stopped}.get(kind or "")
+
+
+def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
+                 exception: BaseException | None) -> None:
+    """Call one callback with a ``Context``; failures and timeouts are logged, never raised.
+
+    The caller arms the callback's own timeout (``ref.timeout``) around this call.
+    """
+    ctx = Context(app=app, job=job, worker=worker, exception=exception)
+    try:
+        func = load_handler(ref.path)
+        out = func(ctx)
+        if inspect.isawaitable(out):
+            _run_coroutine(out)
+    except JobTimeout:
+        logger.warning("callback %s of job %s timed out after %ss", ref.path, job.id, ref.timeout)
+    except Exception:
+        logger.exception("callback %s of job %s failed", ref.path, job.id)

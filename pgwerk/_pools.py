@@ -1,0 +1,449 @@
+"""Where handlers run: a thread pool, a fresh forked child per job, or pre-forked processes.
+
+All three have one interface (``free_slots``, ``submit``, ``abort``, ``interrupt``,
+``running_ids``, ``stop``) and report each finished attempt through ``on_done(job,
+outcome, inline)``; ``inline`` is True when called from the thread that ran the job (which
+may then run callbacks itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import select
+import signal
+import struct
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pgwerk._execute import (
+    ABORTED,
+    ERROR,
+    INTERRUPTED,
+    TIMEOUT,
+    Outcome,
+    execute,
+    stray_outcome,
+)
+from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread
+from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
+from pgwerk.job import Job
+
+if TYPE_CHECKING:
+    from pgwerk.app import Werk
+    from pgwerk.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+OnDone = Callable[[Job, Outcome, bool], None]
+POOL_KINDS = ("thread", "fork", "process")
+
+
+class ExecutionPool(Protocol):
+    kind: str
+    capacity: int
+
+    def start(self) -> None: ...
+    def free_slots(self) -> int: ...
+    def submit(self, job: Job) -> None: ...
+    def abort(self, job_id: int) -> bool: ...
+    def interrupt(self) -> list[int]: ...
+    def running_ids(self) -> list[int]: ...
+    def stop(self) -> None: ...
+
+
+# -- threads ------------------------------------------------------------------------------
+
+
+class _Slot:
+    """One job running in one thread."""
+
+    __slots__ = ("job", "thread_id", "in_handler", "done", "abandoned", "deadline", "grace")
+
+    def __init__(self, job: Job, thread_id: int) -> None:
+        self.job = job
+        self.thread_id = thread_id
+        self.in_handler = True
+        self.done = False
+        self.abandoned = False
+        self.deadline: Deadline | None = None
+        self.grace: Deadline | None = None
+
+
+class ThreadPool:
+    """``concurrency`` threads. Time limits and aborts raise into the job's thread; a thread
+    stuck in C past the grace period is abandoned and replaced, so capacity is kept."""
+
+    kind = "thread"
+
+    def __init__(self, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,
+                 grace: float, on_done: OnDone) -> None:
+        self.app, self.worker, self.capacity = app, worker, capacity
+        self.watcher, self.grace, self.on_done = watcher, grace, on_done
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running: dict[int, _Slot] = {}
+        self._pending = 0
+        self._threads: list[threading.Thread] = []
+        self._serial = 0
+
+    def start(self) -> None:
+        for _ in range(self.capacity):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        self._serial += 1
+        thread = threading.Thread(target=self._work, name=f"pgwerk-job-{self._serial}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.capacity - len(self._running) - self._pending
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            self._pending += 1
+        self._queue.put(job)
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def abort(self, job_id: int) -> bool:
+        with self._lock:
+            slot = self._running.get(job_id)
+        if slot is None or not slot.in_handler:
+            return False
+        return raise_in_thread(slot.thread_id, JobAborted)
+
+    def interrupt(self) -> list[int]:
+        with self._lock:
+            slots = list(self._running.values())
+        for slot in slots:
+            if slot.in_handler:
+                raise_in_thread(slot.thread_id, WorkerShutdown)
+        return [slot.job.id for slot in slots]
+
+    def stop(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+
+    def _expire(self, slot: _Slot) -> None:
+        if slot.done or not slot.in_handler:
+            return
+        raise_in_thread(slot.thread_id, JobTimeout)
+        slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot))
+
+    def _abandon(self, slot: _Slot) -> None:
+        with self._lock:
+            if slot.done:
+                return
+            slot.abandoned = True
+            self._running.pop(slot.job.id, None)
+            self._threads = [t for t in self._threads if t.ident != slot.thread_id]
+            self._spawn()
+        logger.warning(
+            "job %s (%s) did not stop within %.1fs of its timeout (blocked outside Python?); "
+            "recorded as timed out, its thread is abandoned and replaced. Use pool='fork' for "
+            "code that cannot be interrupted.", slot.job.id, slot.job.function, self.grace)
+        outcome = Outcome(TIMEOUT, error=(
+            f"JobTimeout: job {slot.job.id} exceeded its timeout of {slot.job.timeout}s and did "
+            f"not stop within the {self.grace}s grace period; its thread was abandoned"))
+        self.on_done(slot.job, outcome, False)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._queue.get()
+                if job is None:
+                    return
+                if not self._run(job):
+                    return  # this thread was abandoned and replaced
+            except (JobTimeout, JobAborted, WorkerShutdown):
+                logger.debug("late interruption ignored between jobs")
+
+    def _run(self, job: Job) -> bool:
+        slot = _Slot(job, threading.get_ident())
+        with self._lock:
+            self._pending -= 1
+            self._running[job.id] = slot
+        if job.timeout:
+            slot.deadline = self.watcher.add(job.timeout, lambda: self._expire(slot))
+
+        def handler_done() -> None:
+            slot.in_handler = False
+            self.watcher.cancel(slot.deadline)
+
+        outcome: Outcome | None = None
+        try:
+            outcome = execute(self.app, self.worker, job, handler_done)
+        except (JobTimeout, JobAborted, WorkerShutdown) as exc:
+            outcome = outcome or stray_outcome(exc)
+        finally:
+            slot.in_handler = False
+            self.watcher.cancel(slot.deadline)
+            self.watcher.cancel(slot.grace)
+            with self._lock:
+                slot.done = True
+                abandoned = slot.abandoned
+                if not abandoned:
+                    self._running.pop(job.id, None)
+        if abandoned:
+            logger.warning("abandoned job %s finally returned; its late result is discarded", job.id)
+            return False
+        self.on_done(job, outcome, True)
+        return True
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def _write_frame(fd: int, obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(struct.pack("!I", len(data)) + data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> Any:
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    body = _read_exact(fd, struct.unpack("!I", header)[0])
+    return None if body is None else pickle.loads(body)
+
+
+def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
+                first: Job | None) -> None:
+    """The body of a forked child: run jobs from the pipe (or just ``first``), report each."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watcher = DeadlineWatcher(use_signal=True)
+    watcher.start()
+    main = threading.get_ident()
+    job = first
+    while True:
+        if job is None:
+            job = _read_frame(jobs_fd)
+            if job is None:
+                return
+        deadline = None
+        if job.timeout:
+            deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout))
+        try:
+            outcome = execute(app, worker, job, lambda: watcher.cancel(deadline))
+        except (JobTimeout, JobAborted, WorkerShutdown) as exc:
+            outcome = stray_outcome(exc)
+        watcher.cancel(deadline)
+        _write_frame(results_fd, replace(outcome, exception=None))
+        if first is not None:
+            return
+        job = None
+
+
+class _Child:
+    """One forked process and the pipes to it."""
+
+    def __init__(self, pool: ProcessPool, first: Job | None) -> None:
+        jobs_r, jobs_w = os.pipe()
+        results_r, results_w = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork in a threaded process; the child only runs the
+            # job and pgwerk never touches locks or connections inherited from the parent.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                os.close(jobs_w)
+                os.close(results_r)
+                _child_main(pool.app, pool.worker, jobs_r, results_w, first)
+            except BaseException:
+                logger.exception("pgwerk child process failed")
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(jobs_r)
+        os.close(results_w)
+        self.pid = pid
+        self.jobs_fd = jobs_w
+        self.results_fd = results_r
+        self.job: Job | None = first
+        self.kill_reason: str | None = None
+        self.deadline: Deadline | None = None
+
+    def exit_description(self) -> str:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return "the child process vanished"
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            return f"the child process was killed by signal {signal.Signals(sig).name}"
+        return f"the child process exited with code {os.WEXITSTATUS(status)}"
+
+    def close(self) -> None:
+        for fd in (self.jobs_fd, self.results_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class ProcessPool:
+    """Handlers in forked processes. ``persistent=False`` (``pool="fork"``) forks a fresh
+    child per job; ``persistent=True`` (``pool="process"``) keeps ``capacity`` children and
+    sends them jobs. A time limit raises ``JobTimeout`` in the child (SIGALRM), then the
+    parent kills it with SIGKILL after the grace period; abort kills the child at once."""
+
+    def __init__(self, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,
+                 grace: float, on_done: OnDone, persistent: bool) -> None:
+        self.kind = "process" if persistent else "fork"
+        self.app, self.worker, self.capacity = app, worker, capacity
+        self.watcher, self.grace, self.on_done = watcher, grace, on_done
+        self.persistent = persistent
+        self._lock = threading.Lock()
+        self._idle: list[_Child] = []
+        self._busy: dict[int, _Child] = {}
+        self._stopping = False
+        self._reader = threading.Thread(target=self._read_results, name="pgwerk-children", daemon=True)
+        self._wake_r, self._wake_w = os.pipe()
+
+    def start(self) -> None:
+        if self.persistent:
+            for _ in range(self.capacity):
+                self._idle.append(_Child(self, None))
+        self._reader.start()
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.capacity - len(self._busy)
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._busy)
+
+    def submit(self, job: Job) -> None:
+        with self._lock:
+            if self.persistent:
+                child = self._idle.pop() if self._idle else _Child(self, None)
+                child.job = job
+                _write_frame(child.jobs_fd, job)
+            else:
+                child = _Child(self, job)
+            self._busy[job.id] = child
+        if job.timeout:
+            child.deadline = self.watcher.add(job.timeout + self.grace,
+                                              lambda: self._kill(job.id, TIMEOUT))
+        os.write(self._wake_w, b"x")
+
+    def abort(self, job_id: int) -> bool:
+        return self._kill(job_id, ABORTED)
+
+    def interrupt(self) -> list[int]:
+        ids = self.running_ids()
+        for job_id in ids:
+            self._kill(job_id, INTERRUPTED)
+        return ids
+
+    def _kill(self, job_id: int, reason: str) -> bool:
+        with self._lock:
+            child = self._busy.get(job_id)
+            if child is None or child.kill_reason is not None:
+                return False
+            child.kill_reason = reason
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            idle, self._idle = self._idle, []
+        for child in idle:
+            child.close()  # EOF on its job pipe: the child exits
+            child.exit_description()
+        os.write(self._wake_w, b"x")
+
+    def _read_results(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping and not self._busy:
+                    return
+                watched = {c.results_fd: c for c in self._busy.values()}
+            ready, _, _ = select.select([self._wake_r, *watched], [], [], 1.0)
+            for fd in ready:
+                if fd == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                self._collect(watched[fd])
+
+    def _collect(self, child: _Child) -> None:
+        try:
+            outcome = _read_frame(child.results_fd)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            outcome = None
+        job = child.job
+        assert job is not None
+        self.watcher.cancel(child.deadline)
+        child.deadline = None
+        alive = outcome is not None and self.persistent and child.kill_reason is None
+        if outcome is None:
+            cause = child.exit_description()
+            child.close()
+            outcome = self._death_outcome(job, child.kill_reason, cause)
+        elif not self.persistent:
+            child.exit_description()
+            child.close()
+        with self._lock:
+            self._busy.pop(job.id, None)
+            if alive and not self._stopping:
+                child.job = None
+                self._idle.append(child)
+            elif alive:
+                child.close()
+                child.exit_description()
+        self.on_done(job, outcome, False)
+
+    def _death_outcome(self, job: Job, reason: str | None, cause: str) -> Outcome:
+        if reason == TIMEOUT:
+            return Outcome(TIMEOUT, error=(
+                f"JobTimeout: job {job.id} exceeded its timeout of {job.timeout}s and was "
+                f"killed after a {self.grace}s grace period ({cause})"))
+        if reason == ABORTED:
+            return Outcome(ABORTED, error=f"JobAborted: aborted on request ({cause})")
+        if reason == INTERRUPTED:
+            return Outcome(INTERRUPTED, error=f"WorkerShutdown: the worker stopped ({cause})")
+        return Outcome(ERROR, error=f"pgwerk: {cause} while running job {job.id}")
+
+
+def make_pool(kind: str, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,
+              grace: float, on_done: OnDone) -> ExecutionPool:
+    if kind == "thread":
+        return ThreadPool(app, worker, capacity, watcher, grace, on_done)
+    if kind in ("fork", "process"):
+        return ProcessPool(app, worker, capacity, watcher, grace, on_done,
+                           persistent=kind == "process")
+    raise ValueError(f"pool must be one of {', '.join(POOL_KINDS)}, got {kind!r}")
+
+

@@ -1,0 +1,157 @@
+"""Deadlines: run an action when a moment passes, and raise an exception into a thread.
+
+Two drivers behind one interface: ``SIGALRM`` through ``signal.setitimer`` when the worker
+owns the main thread, a watcher thread otherwise. Both fire the same ``Deadline`` objects.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger(__name__)
+
+# While deadlines are pending the alarm also ticks at this period, so that a deadline
+# added concurrently with a firing alarm is at worst this late.
+_SAFETY_TICK = 0.25
+
+
+def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
+    """Schedule ``exc_type`` to be raised in the thread at its next Python instruction.
+
+    Code blocked in C (``time.sleep``, a socket read) sees it only when it returns.
+    Returns False if no such thread exists.
+    """
+    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
+    if done > 1:  # pragma: no cover - would mean several threads share the id
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        return False
+    return bool(done)
+
+
+class Deadline:
+    """An action due at a monotonic time; fires at most once unless cancelled first."""
+
+    __slots__ = ("at", "action", "cancelled", "fired", "seq")
+
+    def __init__(self, at: float, action: Callable[[], None], seq: int) -> None:
+        self.at = at
+        self.action = action
+        self.cancelled = False
+        self.fired = False
+        self.seq = seq
+
+    def __lt__(self, other: Deadline) -> bool:
+        return (self.at, self.seq) < (other.at, other.seq)
+
+    def fire(self) -> None:
+        if self.cancelled or self.fired:
+            return
+        self.fired = True
+        try:
+            self.action()
+        except Exception:
+            logger.exception("deadline action failed")
+
+
+class DeadlineWatcher:
+    """Fires ``Deadline`` actions on time, from SIGALRM or from a watcher thread."""
+
+    def __init__(self, use_signal: bool | None = None) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        self.use_signal = main if use_signal is None else (use_signal and main)
+        self._lock = threading.Lock()
+        self._heap: list[Deadline] = []
+        self._snapshot: tuple[Deadline, ...] = ()
+        self._seq = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._previous_handler: object = None
+
+    def start(self) -> None:
+        self._running = True
+        if self.use_signal:
+            self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+        else:
+            self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._running = False
+            self._wake.notify_all()
+        if self.use_signal:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._previous_handler is not None:
+                signal.signal(signal.SIGALRM, self._previous_handler)  # type: ignore[arg-type]
+        elif self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def add(self, delay: float, action: Callable[[], None]) -> Deadline:
+        """Run ``action`` after ``delay`` seconds (from the alarm handler or the watcher)."""
+        deadline = Deadline(time.monotonic() + max(0.0, delay), action, next(self._seq))
+        with self._lock:
+            heapq.heappush(self._heap, deadline)
+            self._snapshot = tuple(self._heap)
+            self._wake.notify_all()
+        if self.use_signal:
+            self._arm()
+        return deadline
+
+    def cancel(self, deadline: Deadline | None) -> None:
+        if deadline is None:
+            return
+        deadline.cancelled = True
+        with self._lock:
+            self._compact()
+
+    def _compact(self) -> None:
+        while self._heap and (self._heap[0].cancelled or self._heap[0].fired):
+            heapq.heappop(self._heap)
+        self._snapshot = tuple(self._heap)
+
+    def _arm(self) -> None:
+        pending = [d for d in self._snapshot if not (d.cancelled or d.fired)]
+        if not pending:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return
+        first = max(1e-4, min(d.at for d in pending) - time.monotonic())
+        signal.setitimer(signal.ITIMER_REAL, first, _SAFETY_TICK)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        # Runs in the main thread between two bytecodes; it must not take self._lock,
+        # which the interrupted code may hold. It reads the immutable snapshot instead.
+        now = time.monotonic()
+        for deadline in self._snapshot:
+            if deadline.at <= now:
+                deadline.fire()
+        if self._running:
+            self._arm()
+
+    def _watch(self) -> None:
+        with self._lock:
+            while self._running:
+                self._compact()
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                delay = self._heap[0].at - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                due = heapq.heappop(self._heap)
+                self._snapshot = tuple(self._heap)
+                self._lock.release()
+                try:
+                    due.fire()
+                finally:
+                    self._lock.acquire()

@@ -1,0 +1,537 @@
+"""``Worker``: registers, heartbeats, claims jobs in batches, hands them to an execution
+pool, records outcomes in batches, and drains on SIGTERM.
+
+Threads of a running worker: the main loop (claims), the completion writer, the heartbeat
+(also sweeps and staging of aborts), the listener, and the execution pool's own.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import tenacity
+
+from pgwerk._db import CONNECTION_ERRORS
+from pgwerk._execute import (
+    Outcome,
+    Settlement,
+    callback_ref,
+    job_after,
+    run_callback,
+    settle,
+)
+from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
+from pgwerk._rows import job_from_row
+from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
+from pgwerk.app import Werk
+from pgwerk.exceptions import JobTimeout
+from pgwerk.job import CallbackRef, Context, Job
+from pgwerk.options import repeat_spec, seconds
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[[Context], Any]
+
+
+class DequeueStrategy(str, enum.Enum):
+    """Which job a worker with several queues takes next."""
+
+    Priority = "priority"  #: highest priority first across all queues, then oldest
+    RoundRobin = "round_robin"  #: one queue after the other
+    Random = "random"  #: queues in random order
+
+
+@dataclass
+class Hooks:
+    before_process: Hook | None = None
+    after_process: Hook | None = None
+    on_exception: list[Hook] = field(default_factory=list)
+
+
+class Worker:
+    """Runs jobs from the given queues until stopped.
+
+    Args:
+        app: the ``Werk`` to take jobs from.
+        queues: queue names, in preference order for ``RoundRobin``.
+        concurrency: jobs run at once (threads, or child processes).
+        pool: ``"thread"`` (default), ``"fork"`` (a fresh child per job: isolation and hard
+            kills) or ``"process"`` (pre-started children, for CPU-bound work).
+        burst: exit once the queues are empty instead of waiting for more.
+        poll_interval: seconds between checks when no notification arrives.
+        heartbeat_interval: seconds between heartbeats; a worker silent for two intervals
+            is presumed dead and its jobs are rescued.
+        sweep_interval: seconds between attempts to run the sweep (one process at a time).
+        shutdown_timeout: on SIGTERM, how long running jobs may finish before they are
+            interrupted and put back for another worker.
+        dequeue_strategy: a ``DequeueStrategy``.
+        before_process / after_process: hooks called with the ``Context`` around each job.
+        on_exception: callables called with the ``Context`` (``ctx.exception`` set) when a
+            handler raises.
+        timeout_grace: seconds a job may overrun its ``_timeout`` before its thread is
+            abandoned (thread pool) or its child is killed (fork/process pools).
+        name: worker id prefix (default: host name).
+
+    Example::
+
+        Worker(app, queues=["high", "default"], concurrency=8).run()
+    """
+
+    def __init__(
+        self,
+        app: Werk,
+        queues: Sequence[str] | str = ("default",),
+        concurrency: int = 8,
+        pool: str = "thread",
+        *,
+        burst: bool = False,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        sweep_interval: float | None = None,
+        shutdown_timeout: float = 30.0,
+        dequeue_strategy: DequeueStrategy | str = DequeueStrategy.Priority,
+        before_process: Hook | None = None,
+        after_process: Hook | None = None,
+        on_exception: Hook | Sequence[Hook] | None = None,
+        timeout_grace: float = 2.0,
+        name: str | None = None,
+        flush_interval: float = 0.005,
+    ) -> None:
+        if not isinstance(app, Werk):
+            raise TypeError(f"Worker needs a Werk app, got {type(app).__name__}")
+        if isinstance(queues, str):
+            queues = [q.strip() for q in queues.split(",") if q.strip()]
+        queues = list(queues)
+        if not queues or not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"queues must be a non-empty list of queue names, got {queues!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if pool not in POOL_KINDS:
+            raise ValueError(f"pool must be one of {', '.join(POOL_KINDS)}, got {pool!r}")
+        try:
+            strategy = DequeueStrategy(dequeue_strategy)
+        except ValueError:
+            raise ValueError(
+                f"dequeue_strategy must be one of {', '.join(s.value for s in DequeueStrategy)},"
+                f" got {dequeue_strategy!r}") from None
+        for hook_name, hook in (("before_process", before_process), ("after_process", after_process)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{hook_name} must be callable, got {hook!r}")
+        if on_exception is None:
+            handlers: list[Hook] = []
+        elif callable(on_exception):
+            handlers = [on_exception]
+        else:
+            handlers = list(on_exception)
+        self.app = app
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = concurrency
+        self.pool_kind = pool
+        self.burst = bool(burst)
+        self.poll_interval = seconds("poll_interval", poll_interval, positive=True) or 1.0
+        self.heartbeat_interval = seconds("heartbeat_interval", heartbeat_interval,
+                                          positive=True) or 5.0
+        self.sweep_interval = seconds("sweep_interval", sweep_interval, positive=True) \
+            or self.heartbeat_interval
+        self.shutdown_timeout = seconds("shutdown_timeout", shutdown_timeout) or 0.0
+        self.timeout_grace = seconds("timeout_grace", timeout_grace) or 0.0
+        self.flush_interval = seconds("flush_interval", flush_interval) or 0.0
+        self.dequeue_strategy = strategy
+        self.hooks = Hooks(before_process, after_process, handlers)
+        self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+        self._stopping = threading.Event()
+        self._heartbeat_stop = threading.Event()
+        self._immediate = threading.Event()
+        self._wake = threading.Event()
+        self._next_stage = 0.0
+        self._rotation = 0
+        self._pool: ExecutionPool | None = None
+        self._watcher: DeadlineWatcher | None = None
+        self._completions = _Completions(self)
+        self._heartbeat_jobs: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self.processed = 0
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.id} queues={self.queues} pool={self.pool_kind}x{self.concurrency}>"
+
+    # -- control -------------------------------------------------------------------------
+
+    def stop(self, now: bool = False) -> None:
+        """Ask the worker to stop: finish running jobs (up to ``shutdown_timeout``), or with
+        ``now=True`` interrupt them at once and put them back. Safe from any thread."""
+        if now:
+            self._immediate.set()
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Work until ``stop()``, a signal, or (``burst``) empty queues. Blocks."""
+        main = threading.current_thread() is threading.main_thread()
+        previous = self._install_signal_handlers() if main else {}
+        try:
+            self._start()
+            try:
+                self._loop()
+            finally:
+                self._drain()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stopping.is_set():
+                logger.warning("%s again: stopping now, interrupting running jobs", name)
+                self.stop(now=True)
+            else:
+                logger.info("%s: finishing running jobs (up to %.0fs), then stopping",
+                            name, self.shutdown_timeout)
+                self.stop()
+
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+        return previous
+
+    def _start(self) -> None:
+        app = self.app
+        app.connect()
+        self._watcher = DeadlineWatcher()
+        self._watcher.start()
+        self._pool = make_pool(self.pool_kind, app, self, self.concurrency, self._watcher,
+                               self.timeout_grace, self._on_done)
+        self._pool.start()  # forks process-pool children before our threads exist
+        self._register()
+        app.listener.subscribe(self._on_notification)
+        app.listener.wait_ready(timeout=5.0)
+        self._completions.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="pgwerk-heartbeat",
+                                           daemon=True)
+        self._heartbeat.start()
+        logger.info("worker %s started: queues %s, %s pool x%d", self.id,
+                    ",".join(self.queues), self.pool_kind, self.concurrency)
+
+    def _register(self) -> None:
+        self.app.fetch("worker_register", {
+            "id": self.id, "hostname": socket.gethostname(), "pid": os.getpid(),
+            "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_kind,
+            "heartbeat_interval": self.heartbeat_interval,
+        })
+
+    def _drain(self) -> None:
+        pool = self._pool
+        assert pool is not None and self._watcher is not None
+        deadline = time.monotonic() + self.shutdown_timeout
+        try:
+            self.app.fetch("worker_stopping", {"id": self.id})
+        except CONNECTION_ERRORS:
+            pass
+        while pool.running_ids() and time.monotonic() < deadline and not self._immediate.is_set():
+            self._wake.wait(0.05)
+            self._wake.clear()
+        if pool.running_ids():
+            interrupted = pool.interrupt()
+            logger.warning("interrupting %d running job(s) to stop: %s", len(interrupted),
+                           ", ".join(map(str, interrupted)))
+            grace_end = time.monotonic() + max(self.timeout_grace, 0.5)
+            while pool.running_ids() and time.monotonic() < grace_end:
+                time.sleep(0.02)
+            stuck = pool.running_ids()
+            if stuck:
+                self._completions.release_ids(stuck)
+        pool.stop()
+        self._completions.stop()
+        self.app.listener.unsubscribe(self._on_notification)
+        self._heartbeat_stop.set()
+        self._heartbeat.join(timeout=5.0)
+        try:
+            self.app.fetch("worker_unregister", {"id": self.id})
+        except CONNECTION_ERRORS:
+            logger.warning("could not unregister worker %s: database unreachable", self.id)
+        self._watcher.stop()
+        logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
+
+    # -- the claim loop ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        pool = self._pool
+        assert pool is not None
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                if time.monotonic() >= self._next_stage:
+                    self._stage()
+                free = pool.free_slots()
+                claimed = self._claim(free) if free > 0 else []
+                failures = 0
+            except CONNECTION_ERRORS as exc:
+                failures += 1
+                pause = min(0.1 * 2 ** failures, 5.0)
+                logger.warning("database unreachable (%s); retrying in %.1fs", exc, pause)
+                self._stopping.wait(pause)
+                continue
+            for job in claimed:
+                if job.heartbeat:
+                    with self._lock:
+                        self._heartbeat_jobs[job.id] = job.heartbeat
+                pool.submit(job)
+            if free and len(claimed) == free:
+                continue  # there may be more; claim again as soon as slots free up
+            if self.burst and not claimed and self._idle():
+                logger.info("burst: queues empty, stopping")
+                break
+            wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
+            self._wake.wait(wait)
+
+    def _claim(self, limit: int) -> list[Job]:
+        queues = self.queues
+        if self.dequeue_strategy is DequeueStrategy.RoundRobin and len(queues) > 1:
+            self._rotation = (self._rotation + 1) % len(queues)
+            queues = queues[self._rotation:] + queues[:self._rotation]
+        rows = self.app.db.fetch(
+            "claim jobs", self.app.queries[f"job_claim_{self.dequeue_strategy.value}"],
+            {"queues": queues, "limit": limit, "worker": self.id})
+        return [job_from_row(row, self.app.serializer) for row in rows]
+
+    def _stage(self) -> None:
+        rows = self.app.fetch("job_stage_scheduled", {"channel": self.app.channel})
+        next_due = rows[0]["next_due_in"] if rows else None
+        wait = self.poll_interval if next_due is None else min(self.poll_interval, float(next_due))
+        self._next_stage = time.monotonic() + max(wait, 0.001)
+
+    def note_scheduled(self, delay: float) -> None:
+        """A retry was scheduled ``delay`` seconds out: stage it on time."""
+        self._next_stage = min(self._next_stage, time.monotonic() + delay)
+        self._wake.set()
+
+    def _idle(self) -> bool:
+        """Nothing running, nothing left to record, nothing due (burst mode's exit test).
+        Retries due within a poll interval still belong to this burst."""
+        assert self._pool is not None
+        if self._pool.running_ids() or self._pool.free_slots() < self.concurrency:
+            return False
+        if not self._completions.idle():
+            return False
+        rows = self.app.fetch("job_stage_scheduled", {"channel": self.app.channel})
+        staged = rows[0]["staged"] if rows else 0
+        next_due = rows[0]["next_due_in"] if rows else None
+        return not staged and (next_due is None or float(next_due) > self.poll_interval)
+
+    def _on_notification(self, payload: str | None) -> None:
+        if payload is None:
+            self._wake.set()
+        elif payload.startswith("q:"):
+            if payload[2:] in self.queues:
+                self._wake.set()
+        elif payload.startswith("a:") and self._pool is not None:
+            job_id = int(payload[2:])
+            if self._pool.abort(job_id):
+                logger.info("job %s: abort requested, interrupting it", job_id)
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _on_done(self, job: Job, outcome: Outcome, inline: bool) -> None:
+        with self._lock:
+            self._heartbeat_jobs.pop(job.id, None)
+            self.processed += 1
+        settlement = settle(job, outcome)
+        extra = {"job_id": job.id, "function": job.function, "queue": job.queue}
+        if settlement.status == "released":
+            self._completions.release(job)
+        else:
+            self._completions.add(job, settlement)
+        if settlement.status == "scheduled":
+            self.note_scheduled(settlement.delay)
+        self._wake.set()
+        if outcome.kind == "success":
+            logger.info("job %s %s complete in %.3fs", job.id, job.function, outcome.duration,
+                        extra=extra)
+        else:
+            first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
+            logger.warning("job %s %s: %s -> %s: %s", job.id, job.function, outcome.kind,
+                           settlement.status, first_line[0], extra=extra)
+        ref = callback_ref(job, settlement.callback)
+        if ref is not None:
+            after = job_after(job, settlement, self.app.serializer)
+            if inline:
+                self._run_callback(after, ref, outcome.exception)
+            else:
+                threading.Thread(target=self._run_callback, args=(after, ref, outcome.exception),
+                                 name=f"pgwerk-callback-{job.id}", daemon=True).start()
+
+    def _run_callback(self, job: Job, ref: CallbackRef, exception: BaseException | None) -> None:
+        assert self._watcher is not None
+        deadline = None
+        if ref.timeout:
+            thread_id = threading.get_ident()
+            deadline = self._watcher.add(ref.timeout, lambda: raise_in_thread(thread_id, JobTimeout))
+        try:
+            run_callback(self.app, self, job, ref, exception)
+        except JobTimeout:
+            logger.warning("callback %s of job %s timed out", ref.path, job.id)
+        finally:
+            self._watcher.cancel(deadline)
+
+    # -- heartbeat and sweep ---------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        next_sweep = time.monotonic() + self.sweep_interval * (0.5 + (os.getpid() % 50) / 100)
+        while True:
+            with self._lock:
+                job_beats = dict(self._heartbeat_jobs)
+            interval = min([self.heartbeat_interval, *job_beats.values()])
+            if self._heartbeat_stop.wait(interval):
+                return
+            try:
+                self._beat(list(job_beats))
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.sweep_interval
+                    counts = self.app.sweep()
+                    if any(counts.values()):
+                        logger.info("sweep: %s", counts)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("heartbeat failed: database unreachable (%s)", exc)
+            except Exception:
+                logger.exception("heartbeat failed")
+
+    def _beat(self, job_ids: list[int]) -> None:
+        rows = self.app.fetch("job_heartbeat_many", {"worker": self.id, "job_ids": job_ids})
+        row = rows[0]
+        if not row["registered"]:
+            logger.warning("worker %s was presumed dead (heartbeat too late); re-registering",
+                           self.id)
+            self._register()
+        if row["aborting"] and self._pool is not None:
+            running = set(self._pool.running_ids())
+            for job_id in row["aborting"]:
+                if job_id in running:
+                    self._pool.abort(job_id)
+
+
+class _Completions:
+    """Writes outcomes in batches: one statement per batch, flushed within a few ms."""
+
+    MAX_BATCH = 500
+    GIVE_UP = 600.0  # seconds without a database before outcomes are left to the sweep
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self._cond = threading.Condition()
+        self._items: list[tuple[Job, Settlement]] = []
+        self._releases: list[int] = []
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, job: Job, settlement: Settlement) -> None:
+        with self._cond:
+            self._items.append((job, settlement))
+            if len(self._items) == 1 or len(self._items) >= self.MAX_BATCH:
+                self._cond.notify()
+
+    def release(self, job: Job) -> None:
+        self.release_ids([job.id])
+
+    def release_ids(self, ids: list[int]) -> None:
+        with self._cond:
+            self._releases.extend(ids)
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not (self._items or self._releases or self._busy)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=60.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._items or self._releases or self._stop):
+                    self._cond.wait()
+                if not (self._items or self._releases):
+                    return
+                if len(self._items) < self.MAX_BATCH and not self._stop:
+                    # Let a few more outcomes join this batch.
+                    self._cond.wait(self.worker.flush_interval)
+                batch, self._items = self._items[:self.MAX_BATCH], self._items[self.MAX_BATCH:]
+                releases, self._releases = self._releases, []
+                self._busy = True
+            try:
+                self._write(batch, releases)
+            finally:
+                with self._cond:
+                    self._busy = False
+                self.worker._wake.set()
+
+    def _write(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
+        try:
+            self._record(batch, releases)
+        except CONNECTION_ERRORS:
+            logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
+                         "those jobs will be rescued and run again", len(batch), self.GIVE_UP)
+
+    def _record(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
+        retrying = tenacity.Retrying(
+            wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
+            retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+            stop=tenacity.stop_after_delay(self.GIVE_UP),
+            before_sleep=lambda s: logger.warning(
+                "cannot record %d outcome(s): database unreachable; retrying", len(batch)),
+            reraise=True,
+        )
+        app, worker = self.app, self.worker
+        if releases:
+            retrying(app.fetch, "job_release_many",
+                     {"ids": releases, "worker": worker.id, "channel": app.channel})
+        if not batch:
+            return
+        params = {
+            "ids": [job.id for job, _ in batch],
+            "attempts": [job.attempts for job, _ in batch],
+            "statuses": [s.status for _, s in batch],
+            "results": [s.result for _, s in batch],
+            "errors": [s.error for _, s in batch],
+            "delays": [s.delay for _, s in batch],
+            "worker": worker.id,
+            "channel": app.channel,
+        }
+        rows = retrying(app.fetch, "job_complete_many", params)
+        recorded = {row["id"] for row in rows}
+        if len(recorded) < len(batch):
+            lost = [job.id for job, _ in batch if job.id not in recorded]
+            logger.warning("outcome of job(s) %s not recorded: no longer owned by this worker "
+                           "(rescued by the sweep?)", ", ".join(map(str, lost)))
+        ended = [row["id"] for row in rows
+                 if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
+        if ended:
+            retrying(app.resolve_dependents, app.fetch_via_pool, ended)
+        repeats = [spec for job, s in batch
+                   if s.status == "complete" and job.id in recorded and job.repeat is not None
+                   for spec in [repeat_spec(job, app.serializer)] if spec is not None]
+        if repeats:
+            retrying(app.enqueue_specs, repeats)

@@ -1,0 +1,150 @@
+"""Helpers for tests: waiting on a condition, writing rows in any state, watching NOTIFY."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from pgwerk import Job, Werk
+
+T = TypeVar("T")
+
+
+def eventually(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+               message: str | None = None) -> T:
+    """Call ``condition`` until it returns something truthy and return that.
+
+    An ``AssertionError`` raised by ``condition`` counts as "not yet". After ``timeout``
+    seconds raise ``AssertionError`` saying what was awaited and the last value or error.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        last_error: AssertionError | None = None
+        try:
+            value = condition()
+        except AssertionError as exc:
+            value, last_error = None, exc  # type: ignore[assignment]
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            what = message or getattr(condition, "__name__", repr(condition))
+            detail = f"last error: {last_error}" if last_error else f"last value: {value!r}"
+            raise AssertionError(f"not true after {timeout}s: {what} ({detail})")
+        time.sleep(interval)
+
+
+# -- rows ------------------------------------------------------------------------------
+
+
+def table(app: Werk, name: str = "jobs") -> sql.Composable:
+    """The quoted, schema-qualified name of one of the app's tables."""
+    return sql.Identifier(app.config.schema, f"{app.config.prefix}_{name}")
+
+
+TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron", "migrations")
+
+
+def query(app: Werk, statement: str, params: Any = None) -> list[dict[str, Any]]:
+    """Run a statement on a connection of its own; ``{jobs}``, ``{executions}`` ... name the
+    app's tables."""
+    composed = sql.SQL(statement).format(**{name: table(app, name) for name in TABLES})
+    with psycopg.connect(app.dsn, autocommit=True, row_factory=dict_row) as conn:
+        cur = conn.execute(composed, params)
+        return cur.fetchall() if cur.description else []
+
+
+def count_rows(app: Werk, name: str = "jobs") -> int:
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table(app, name))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def set_columns(app: Werk, job_id: int, **columns: Any) -> None:
+    """UPDATE one job row. A value that is a ``psycopg.sql.Composable`` is used as an SQL
+    expression (``sql.SQL("now() - interval '1 hour'")``); anything else is a parameter."""
+    assignments = []
+    params: list[Any] = []
+    for name, value in columns.items():
+        if isinstance(value, sql.Composable):
+            assignments.append(sql.SQL("{} = {}").format(sql.Identifier(name), value))
+        else:
+            assignments.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+            params.append(value)
+    statement = sql.SQL("UPDATE {} SET {} WHERE id = %s").format(
+        table(app), sql.SQL(", ").join(assignments))
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        cur = conn.execute(statement, [*params, job_id])
+        assert cur.rowcount == 1, f"no job {job_id}"
+
+
+def ago(seconds: float) -> sql.Composable:
+    """An SQL expression for a moment ``seconds`` before the database's now()."""
+    return sql.SQL("now() - make_interval(secs => {})").format(sql.Literal(float(seconds)))
+
+
+def make_job(app: Werk, func: str = "tests.jobs.noop", *, args: tuple[Any, ...] = (),
+             kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+             **columns: Any) -> Job:
+    """A job in any state: enqueued normally, then its row rewritten with ``columns``.
+
+    ``make_job(app, status="failed", attempts=1, error="boom", completed_at=ago(60))``
+    builds what a worker would have left, without running one.
+    """
+    job = app.enqueue(func, *args, **(kwargs or {}), **(options or {}))
+    assert job is not None
+    if columns:
+        set_columns(app, job.id, **columns)
+    return app.get_job(job.id)
+
+
+def backend_pid(app: Werk) -> int:
+    """The server process of the pooled connection that runs the app's next statement."""
+    return int(app.db.fetch("test", b"SELECT pg_backend_pid() AS pid")[0]["pid"])
+
+
+# -- notifications -----------------------------------------------------------------------
+
+
+class ChannelSpy:
+    """LISTENs on a channel. ``payloads()`` returns what arrived so far, in order; to know
+    that nothing else is on its way it sends a marker of its own from another session and
+    reads up to it (notifications arrive in commit order), so no test sleeps and hopes."""
+
+    def __init__(self, dsn: str, channel: str) -> None:
+        self.dsn = dsn
+        self.channel = channel
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def payloads(self, timeout: float = 10.0) -> list[str]:
+        marker = f"spy-marker:{uuid.uuid4().hex}"
+        with psycopg.connect(self.dsn, autocommit=True) as other:
+            other.execute("SELECT pg_notify(%s, %s)", (self.channel, marker))
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for note in self.conn.notifies(timeout=max(0.0, deadline - time.monotonic())):
+                if note.payload == marker:
+                    return seen
+                seen.append(note.payload)
+        raise AssertionError(f"the marker notification did not arrive in {timeout}s; got {seen}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> ChannelSpy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def job_ids(jobs: list[Job | None]) -> list[int | None]:
+    return [j.id if j is not None else None for j in jobs]
