@@ -99,7 +99,11 @@ def _callable_path(func: Callable[..., Any], what: str) -> str:
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part, None)
-    if target is None or getattr(target, "__wrapped__", target) is not getattr(func, "__wrapped__", func):
+    found, wanted = getattr(target, "__wrapped__", target), getattr(func, "__wrapped__", func)
+    # A classmethod is a new bound-method object on every attribute access: compare those
+    # by equality (same function, same class), everything else by identity.
+    same = found is wanted or (inspect.ismethod(found) and found == wanted)
+    if target is None or not same:
         raise ValueError(f"{what} {module}.{qualname} cannot be found again by its import path")
     return f"{module}.{qualname}"
 
