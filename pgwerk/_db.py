@@ -240,6 +240,12 @@ def _unwrap(conn: object) -> object:
         if hasattr(conn, "get_bind") and callable(getattr(conn, "connection", None)):  # Session
             return _unwrap(conn.connection())  # type: ignore[attr-defined]
         if hasattr(conn, "connection"):  # Connection
+            # SQLAlchemy begins its transaction when its own execute() first runs
+            # ("autobegin"); statements sent to the DB-API connection underneath do not,
+            # and conn.commit() would then commit nothing. Begin it as execute() would.
+            in_transaction = getattr(conn, "in_transaction", None)
+            if callable(in_transaction) and not in_transaction():
+                conn.begin()  # type: ignore[attr-defined]
             return _unwrap(conn.connection)
     if module.startswith("django.db"):
         conn.ensure_connection()  # type: ignore[attr-defined]

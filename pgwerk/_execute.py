@@ -81,7 +81,7 @@ def load_handler(path: str) -> Callable[..., Any]:
             raise HandlerNotFound(f"cannot import {path!r}: {exc}") from exc
         if not callable(target):
             raise HandlerNotFound(f"{path!r} is not callable")
-        return target  # type: ignore[no-any-return]
+        return target
     raise HandlerNotFound(f"cannot import {path!r}: no such module")
 
 
@@ -92,7 +92,8 @@ def wants_context(func: Callable[..., Any]) -> bool:
         params = list(inspect.signature(func).parameters.values())
     except (TypeError, ValueError):
         return False
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or params[0].kind not in positional:
         return False
     first = params[0]
     if first.name == "ctx":

@@ -8,6 +8,7 @@ may then run callbacks itself).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -195,7 +196,8 @@ class ThreadPool:
                 if not abandoned:
                     self._running.pop(job.id, None)
         if abandoned:
-            logger.warning("abandoned job %s finally returned; its late result is discarded", job.id)
+            logger.warning("abandoned job %s finally returned; its late result is discarded",
+                           job.id)
             return False
         self.on_done(job, outcome, True)
         return True
@@ -249,7 +251,7 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
         if job.timeout:
             deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout))
         try:
-            outcome = execute(app, worker, job, lambda: watcher.cancel(deadline))
+            outcome = execute(app, worker, job, functools.partial(watcher.cancel, deadline))
         except (JobTimeout, JobAborted, WorkerShutdown) as exc:
             outcome = stray_outcome(exc)
         watcher.cancel(deadline)
@@ -324,7 +326,8 @@ class ProcessPool:
         self._idle: list[_Child] = []
         self._busy: dict[int, _Child] = {}
         self._stopping = False
-        self._reader = threading.Thread(target=self._read_results, name="pgwerk-children", daemon=True)
+        self._reader = threading.Thread(target=self._read_results, name="pgwerk-children",
+                                        daemon=True)
         self._wake_r, self._wake_w = os.pipe()
 
     def start(self) -> None:

@@ -42,7 +42,7 @@ class Deadline:
 
     __slots__ = ("at", "action", "cancelled", "fired", "seq")
 
-    def __init__(self, at: float, action: Callable[[], None], seq: int) -> None:
+    def __init__(self, at: float, action: Callable[[], object], seq: int) -> None:
         self.at = at
         self.action = action
         self.cancelled = False
@@ -82,7 +82,8 @@ class DeadlineWatcher:
         if self.use_signal:
             self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
         else:
-            self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines", daemon=True)
+            self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines",
+                                            daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
@@ -96,7 +97,7 @@ class DeadlineWatcher:
         elif self._thread is not None:
             self._thread.join(timeout=2.0)
 
-    def add(self, delay: float, action: Callable[[], None]) -> Deadline:
+    def add(self, delay: float, action: Callable[[], object]) -> Deadline:
         """Run ``action`` after ``delay`` seconds (from the alarm handler or the watcher)."""
         deadline = Deadline(time.monotonic() + max(0.0, delay), action, next(self._seq))
         with self._lock:

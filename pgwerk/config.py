@@ -36,7 +36,7 @@ class WerkConfig:
     schema: str = "public"
     prefix: str = "_pgwerk"
     min_pool_size: int = 1
-    max_pool_size: int = 4
+    max_pool_size: int = 3
     serializer: Serializer = field(default_factory=JSONSerializer)
     auto_migrate: bool = True
     result_ttl: float | None = 86400.0

@@ -131,7 +131,8 @@ class Worker:
             raise ValueError(
                 f"dequeue_strategy must be one of {', '.join(s.value for s in DequeueStrategy)},"
                 f" got {dequeue_strategy!r}") from None
-        for hook_name, hook in (("before_process", before_process), ("after_process", after_process)):
+        for hook_name, hook in (("before_process", before_process),
+                                ("after_process", after_process)):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{hook_name} must be callable, got {hook!r}")
         if on_exception is None:
@@ -214,7 +215,7 @@ class Worker:
                             name, self.shutdown_timeout)
                 self.stop()
 
-        previous = {}
+        previous: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
         return previous
@@ -402,7 +403,8 @@ class Worker:
         deadline = None
         if ref.timeout:
             thread_id = threading.get_ident()
-            deadline = self._watcher.add(ref.timeout, lambda: raise_in_thread(thread_id, JobTimeout))
+            deadline = self._watcher.add(ref.timeout,
+                                         lambda: raise_in_thread(thread_id, JobTimeout))
         try:
             run_callback(self.app, self, job, ref, exception)
         except JobTimeout:
