@@ -36,11 +36,14 @@ from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
 from pgwerk.app import Werk
-from pgwerk.exceptions import JobTimeout
+from pgwerk.exceptions import DatabaseUnavailable, JobTimeout
 from pgwerk.job import CallbackRef, Context, Job
 from pgwerk.options import repeat_spec, seconds
 
 logger = logging.getLogger(__name__)
+
+#: What a worker rides out (and retries) instead of crashing.
+UNREACHABLE = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 Hook = Callable[[Context], Any]
 
@@ -254,7 +257,7 @@ class Worker:
             self._buffer.clear()
         try:
             self.app.fetch("worker_stopping", {"id": self.id})
-        except CONNECTION_ERRORS:
+        except UNREACHABLE:
             pass
         while pool.running_ids() and time.monotonic() < deadline and not self._immediate.is_set():
             self._wake.wait(0.05)
@@ -276,7 +279,7 @@ class Worker:
         self._heartbeat.join(timeout=5.0)
         try:
             self.app.fetch("worker_unregister", {"id": self.id})
-        except CONNECTION_ERRORS:
+        except UNREACHABLE:
             logger.warning("could not unregister worker %s: database unreachable", self.id)
         self._watcher.stop()
         logger.info("worker %s stopped after %d job(s)", self.id, self.processed)
@@ -299,7 +302,7 @@ class Worker:
                     self._stage()
                 claimed = self._claim(want) if want > 0 else []
                 failures = 0
-            except CONNECTION_ERRORS as exc:
+            except UNREACHABLE as exc:
                 failures += 1
                 pause = min(0.1 * 2 ** failures, 5.0)
                 logger.warning("database unreachable (%s); retrying in %.1fs", exc, pause)
@@ -429,7 +432,7 @@ class Worker:
                     counts = self.app.sweep()
                     if any(counts.values()):
                         logger.info("sweep: %s", counts)
-            except CONNECTION_ERRORS as exc:
+            except UNREACHABLE as exc:
                 logger.warning("heartbeat failed: database unreachable (%s)", exc)
             except Exception:
                 logger.exception("heartbeat failed")
@@ -514,14 +517,14 @@ class _Completions:
     def _write(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
         try:
             self._record(batch, releases)
-        except CONNECTION_ERRORS:
+        except UNREACHABLE:
             logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
                          "those jobs will be rescued and run again", len(batch), self.GIVE_UP)
 
     def _record(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
         retrying = tenacity.Retrying(
             wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
-            retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
+            retry=tenacity.retry_if_exception_type(UNREACHABLE),
             stop=tenacity.stop_after_delay(self.GIVE_UP),
             before_sleep=lambda s: logger.warning(
                 "cannot record %d outcome(s): database unreachable; retrying", len(batch)),
