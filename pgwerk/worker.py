@@ -43,7 +43,7 @@ from pgwerk.options import repeat_spec, seconds
 logger = logging.getLogger(__name__)
 
 #: What a worker rides out (and retries) instead of crashing.
-UNREACHABLE = (*CONNECTION_ERRORS, DatabaseUnavailable)
+UNREACHABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 Hook = Callable[[Context], Any]
 
