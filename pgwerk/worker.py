@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
@@ -28,6 +28,7 @@ from pgwerk._execute import (
     Outcome,
     Settlement,
     callback_ref,
+    close_event_loop,
     job_after,
     run_callback,
     settle,
@@ -39,6 +40,9 @@ from pgwerk.app import Werk
 from pgwerk.exceptions import DatabaseUnavailable, JobTimeout
 from pgwerk.job import CallbackRef, Context, Job
 from pgwerk.options import repeat_spec, seconds
+
+if TYPE_CHECKING:
+    from pgwerk.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,7 @@ class Worker:
             frees. 0 (the default) claims exactly the free slots; a few times
             ``concurrency`` raises throughput of very short jobs, at the cost of those jobs
             waiting behind this worker's running ones.
+        metrics: a ``pgwerk.metrics.WorkerMetrics`` to update (the ``metrics`` extra).
 
     Example::
 
@@ -116,6 +121,7 @@ class Worker:
         name: str | None = None,
         flush_interval: float = 0.005,
         prefetch: int = 0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         if not isinstance(app, Werk):
             raise TypeError(f"Worker needs a Werk app, got {type(app).__name__}")
@@ -161,6 +167,7 @@ class Worker:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
         self.prefetch = prefetch
+        self.metrics = metrics
         self._buffer: collections.deque[Job] = collections.deque()
         self.hooks = Hooks(before_process, after_process, handlers)
         self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -309,6 +316,8 @@ class Worker:
                 self._stopping.wait(pause)
                 continue
             for job in claimed:
+                if self.metrics is not None:
+                    self.metrics.job_started(job)
                 if job.heartbeat:
                     with self._lock:
                         self._heartbeat_jobs[job.id] = job.heartbeat
@@ -377,6 +386,8 @@ class Worker:
             self._heartbeat_jobs.pop(job.id, None)
             self.processed += 1
         settlement = settle(job, outcome)
+        if self.metrics is not None:
+            self.metrics.job_finished(job, outcome.kind, outcome.duration)
         extra = {"job_id": job.id, "function": job.function, "queue": job.queue}
         if settlement.status == "released":
             self._completions.release(job)
@@ -398,8 +409,16 @@ class Worker:
             if inline:
                 self._run_callback(after, ref, outcome.exception)
             else:
-                threading.Thread(target=self._run_callback, args=(after, ref, outcome.exception),
+                threading.Thread(target=self._run_callback_thread,
+                                 args=(after, ref, outcome.exception),
                                  name=f"pgwerk-callback-{job.id}", daemon=True).start()
+
+    def _run_callback_thread(self, job: Job, ref: CallbackRef,
+                             exception: BaseException | None) -> None:
+        try:
+            self._run_callback(job, ref, exception)
+        finally:
+            close_event_loop()
 
     def _run_callback(self, job: Job, ref: CallbackRef, exception: BaseException | None) -> None:
         assert self._watcher is not None
