@@ -101,7 +101,8 @@ class Database:
             retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
             retry_error_callback=give_up,
             before_sleep=lambda s: logger.warning(
-                "database unreachable (%s); retrying to %s", s.outcome.exception() if s.outcome else "", what
+                "database unreachable (%s); retrying to %s",
+                s.outcome.exception() if s.outcome else "", what,
             ),
         )
 
@@ -227,7 +228,7 @@ class CallerConnection:
             if not cur.description:
                 return []
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         finally:
             cur.close()
 

@@ -124,6 +124,15 @@ def _run_coroutine(coro: Any) -> Any:
         raise
 
 
+def close_event_loop() -> None:
+    """Close the event loop ``async def`` handlers left in this thread, if any. Called when
+    a thread that ran jobs or callbacks ends, so the loop is not left to the GC unclosed."""
+    loop = getattr(_loops, "loop", None)
+    _loops.loop = None
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
 def call_handler(func: Callable[..., Any], ctx: Context) -> Any:
     job = ctx.job
     args = (ctx, *job.args) if wants_context(func) else job.args

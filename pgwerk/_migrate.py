@@ -49,7 +49,15 @@ def current_version(conn: psycopg.Connection[Any], schema: str, prefix: str) -> 
     """The schema's version, 0 when the pgwerk tables do not exist."""
     table = _migrations_table(schema, prefix)
     with conn.cursor(row_factory=tuple_row) as cur:
-        present = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+        # Read the catalog with a fresh snapshot. to_regclass() answers from this backend's
+        # cache, which still says "missing" after another process created the table while
+        # this one waited for the migration lock: it would then run every migration again.
+        present = cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s)",
+            (schema, f"{prefix}_migrations"),
+        ).fetchone()
         if not present or not present[0]:
             return 0
         found = cur.execute(f"SELECT coalesce(max(version), 0) FROM {table}".encode()).fetchone()

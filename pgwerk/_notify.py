@@ -114,7 +114,9 @@ class Listener:
                     self._publish([None])
                 first, backoff = False, 0.1
                 while not self._stop.is_set():
-                    batch = [n.payload for n in conn.notifies(timeout=1.0)]
+                    # stop_after=1: hand on what arrived (one packet may hold several)
+                    # at once, instead of collecting for the whole timeout.
+                    batch = [n.payload for n in conn.notifies(timeout=1.0, stop_after=1)]
                     if batch:
                         self._publish(batch)
             except psycopg.Error as exc:

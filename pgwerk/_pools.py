@@ -28,6 +28,7 @@ from pgwerk._execute import (
     INTERRUPTED,
     TIMEOUT,
     Outcome,
+    close_event_loop,
     execute,
     stray_outcome,
 )
@@ -159,15 +160,18 @@ class ThreadPool:
         self.on_done(slot.job, outcome, False)
 
     def _work(self) -> None:
-        while True:
-            try:
-                job = self._queue.get()
-                if job is None:
-                    return
-                if not self._run(job):
-                    return  # this thread was abandoned and replaced
-            except (JobTimeout, JobAborted, WorkerShutdown):
-                logger.debug("late interruption ignored between jobs")
+        try:
+            while True:
+                try:
+                    job = self._queue.get()
+                    if job is None:
+                        return
+                    if not self._run(job):
+                        return  # this thread was abandoned and replaced
+                except (JobTimeout, JobAborted, WorkerShutdown):
+                    logger.debug("late interruption ignored between jobs")
+        finally:
+            close_event_loop()
 
     def _run(self, job: Job) -> bool:
         slot = _Slot(job, threading.get_ident())
@@ -277,6 +281,10 @@ class _Child:
             try:
                 os.close(jobs_w)
                 os.close(results_r)
+                # Pipes of the siblings forked before this child: holding their write ends
+                # would keep them from ever seeing EOF on their job pipe (and so exiting).
+                for sibling in [*pool._idle, *pool._busy.values()]:
+                    sibling.close()
                 _child_main(pool.app, pool.worker, jobs_r, results_w, first)
             except BaseException:
                 logger.exception("pgwerk child process failed")
@@ -385,6 +393,7 @@ class ProcessPool:
             idle, self._idle = self._idle, []
         for child in idle:
             child.close()  # EOF on its job pipe: the child exits
+        for child in idle:
             child.exit_description()
         os.write(self._wake_w, b"x")
 

@@ -20,7 +20,8 @@ PRUNE_BATCH = 10_000
 FORGET_WORKERS_AFTER = 86_400.0
 
 
-def _fetch(conn: psycopg.Connection[Any], query: bytes, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _fetch(conn: psycopg.Connection[Any], query: bytes,
+           params: dict[str, Any]) -> list[dict[str, Any]]:
     cur = conn.execute(query, params)
     return cur.fetchall() if cur.description else []
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -34,6 +34,9 @@ from pgwerk.options import INSERT_COLUMNS, JobSpec, build_spec, params_from_call
 logger = logging.getLogger(__name__)
 
 Fetch = Callable[[bytes, Mapping[str, Any]], list[Row]]
+Statement = tuple[bytes, Mapping[str, Any]]
+#: What ``Werk._insert_steps`` is: yields statements, is sent their rows, returns the jobs.
+InsertSteps = Generator[Statement, list[Row], list["Job | None"]]
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
 
@@ -152,19 +155,25 @@ class Werk:
     def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a
         key collided."""
+        specs = self._many_specs(params)
+        return self.enqueue_specs(specs, _conn) if specs else []
+
+    def _many_specs(self, params: Sequence[EnqueueParams]) -> list[JobSpec]:
         if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
             raise TypeError("enqueue_many takes a list of EnqueueParams")
         for i, item in enumerate(params):
             if not isinstance(item, EnqueueParams):
-                raise TypeError(f"enqueue_many: item {i} is {type(item).__name__}, not EnqueueParams")
-        if not params:
-            return []
-        return self.enqueue_specs([build_spec(p, self.config) for p in params], _conn)
+                raise TypeError(
+                    f"enqueue_many: item {i} is {type(item).__name__}, not EnqueueParams")
+        return [build_spec(p, self.config) for p in params]
 
     def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         """Insert validated specs, on the caller's connection or a pooled one."""
         if conn is not None:
-            return self.insert_specs(CallerConnection(conn).fetch, specs)
+            caller = CallerConnection(conn)
+            if not self._db.is_open:
+                self.connect()  # creates or checks the tables, as any first use does
+            return self.insert_specs(caller.fetch, specs)
         if not any(spec.depends_on for spec in specs):
             query, params = self._insert_statement(specs)
             return self._inserted_jobs(specs, self._db.fetch("enqueue", query, params))
@@ -191,15 +200,27 @@ class Werk:
         return [
             job_from_row({**spec.row, **row, "attempts": 0, "lost": 0}, self.serializer)
             if row["id"] is not None else None
-            for spec, row in zip(specs, rows)
+            for spec, row in zip(specs, rows, strict=True)
         ]
 
     def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
         """The statements of an enqueue, run through ``fetch`` (one transaction)."""
+        steps = self._insert_steps(specs)
+        statement = next(steps)
+        while True:
+            try:
+                statement = steps.send(fetch(*statement))
+            except StopIteration as done:
+                return done.value
+
+    def _insert_steps(self, specs: list[JobSpec]) -> InsertSteps:
+        """The statements of an enqueue as a generator: it yields ``(query, params)``, is
+        sent the rows, and returns the jobs. Drivers run it on a blocking connection
+        (``insert_specs``) or on an asyncio one (``pgwerk.aio``) with the same logic."""
         upstream = sorted({d.job_id for s in specs for d in s.depends_on})
         if upstream:
-            found = {r["id"]: r["status"] for r in fetch(
-                self.queries["job_deps_lock"], {"ids": upstream})}
+            found = {r["id"]: r["status"] for r in (
+                yield self.queries["job_deps_lock"], {"ids": upstream})}
             missing = [i for i in upstream if i not in found]
             if missing:
                 raise ValueError(
@@ -217,17 +238,17 @@ class Werk:
                         "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
                             f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
                     )
-        rows = fetch(*self._insert_statement(specs))
+        rows = yield self._insert_statement(specs)
         if len(specs) == 1 and not rows:
             rows = [{"id": None}]
         if upstream:
             links = [(row["id"], d.job_id, d.allow_failure)
-                     for row, spec in zip(rows, specs) if row["id"] is not None
+                     for row, spec in zip(rows, specs, strict=True) if row["id"] is not None
                      for d in spec.depends_on]
             if links:
-                job_ids, up, allow = zip(*links)
-                fetch(self.queries["job_deps_link"],
-                      {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
+                job_ids, up, allow = zip(*links, strict=True)
+                yield (self.queries["job_deps_link"],
+                       {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
         return self._inserted_jobs(specs, rows)
 
     # -- waiting for results ------------------------------------------------------------
@@ -482,7 +503,8 @@ class Werk:
 
     def bulk_requeue_jobs(self, queue: str | None = None, function: str | None = None) -> int:
         """Requeue every failed, aborted or expired job of a queue and/or function."""
-        ids = [r["id"] for r in self.fetch("job_requeue_select", {"queue": queue, "function": function})]
+        ids = [r["id"] for r in self.fetch("job_requeue_select",
+                                           {"queue": queue, "function": function})]
         if not ids:
             return 0
         return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
@@ -517,8 +539,9 @@ class Werk:
 
     def _notify_done(self, ids: list[int]) -> None:
         if ids:
+            payload = "d:" + ",".join(map(str, ids))
             self.fetch_via_pool(b"SELECT pg_notify(%(channel)s, %(payload)s)",
-                                {"channel": self.channel, "payload": "d:" + ",".join(map(str, ids))})
+                                {"channel": self.channel, "payload": payload})
 
 
 def _job_id(job: Job | int) -> int:

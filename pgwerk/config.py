@@ -64,7 +64,8 @@ class WerkConfig:
                 f"max_pool_size ({self.max_pool_size}) must be >= min_pool_size "
                 f"({self.min_pool_size})"
             )
-        if isinstance(self.max_lost, bool) or not isinstance(self.max_lost, int) or self.max_lost < 0:
+        max_lost = self.max_lost
+        if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 0:
             raise ConfigurationError(f"max_lost must be an int >= 0, got {self.max_lost!r}")
         for name in ("result_ttl", "failure_ttl", "max_active_secs", "connect_timeout"):
             value = getattr(self, name)

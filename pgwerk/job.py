@@ -157,8 +157,9 @@ class Dependency:
         return self.job.id if isinstance(self.job, Job) else self.job
 
 
-DependsOn = Union["Job", int, Dependency, Sequence[Union["Job", int, Dependency]]]
-CallbackSpec = Union[Callable[..., Any], str, Callback]
+# Union, not |: "Job" is a forward reference and these aliases are evaluated at import.
+DependsOn = Union["Job", int, Dependency, Sequence[Union["Job", int, Dependency]]]  # noqa: UP007
+CallbackSpec = Callable[..., Any] | str | Callback
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import json
 import math
 import re
 import sys
-from functools import lru_cache
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pgwerk.config import WerkConfig
@@ -125,7 +125,8 @@ def _text(name: str, value: Any, *, max_len: int = 255) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ValueError(f"{name} must be a non-empty string of at most {max_len} characters, got {value!r}")
+        raise ValueError(
+            f"{name} must be a non-empty string of at most {max_len} characters, got {value!r}")
     return value
 
 
@@ -140,7 +141,8 @@ def _callback(name: str, value: Any) -> dict[str, Any] | None:
 def _dependencies(value: Any) -> list[Dependency]:
     if value is None:
         return []
-    items = value if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) else [value]
+    is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    items = value if is_list else [value]
     deps = []
     for item in items:
         if isinstance(item, Dependency):
@@ -159,7 +161,8 @@ def _dependencies(value: Any) -> list[Dependency]:
     return deps
 
 
-def encode_payload(serializer: Any, function: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+def encode_payload(serializer: Any, function: str, args: Sequence[Any],
+                   kwargs: Mapping[str, Any]) -> str:
     try:
         text = serializer.dumps({"args": list(args), "kwargs": dict(kwargs)})
     except Exception as exc:
@@ -169,7 +172,8 @@ def encode_payload(serializer: Any, function: str, args: Sequence[Any], kwargs: 
             "dict) or configure another serializer."
         ) from exc
     if not isinstance(text, str):
-        raise TypeError(f"{type(serializer).__name__}.dumps must return str, got {type(text).__name__}")
+        raise TypeError(
+            f"{type(serializer).__name__}.dumps must return str, got {type(text).__name__}")
     return text
 
 
@@ -179,7 +183,8 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
     queue = _text("_queue", params.queue)
     priority = params.priority
     if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > _INT32:
-        raise TypeError(f"_priority must be an int between -{_INT32} and {_INT32}, got {priority!r}")
+        raise TypeError(
+            f"_priority must be an int between -{_INT32} and {_INT32}, got {priority!r}")
     if params.delay is not None and params.at is not None:
         raise ValueError("_delay and _at cannot be used together; pick one")
     delay = seconds("_delay", params.delay)

@@ -174,6 +174,7 @@ class Worker:
 
         self._stopping = threading.Event()
         self._heartbeat_stop = threading.Event()
+        self._heartbeat_wake = threading.Event()
         self._immediate = threading.Event()
         self._wake = threading.Event()
         self._next_stage = 0.0
@@ -283,6 +284,7 @@ class Worker:
         self._completions.stop()
         self.app.listener.unsubscribe(self._on_notification)
         self._heartbeat_stop.set()
+        self._heartbeat_wake.set()
         self._heartbeat.join(timeout=5.0)
         try:
             self.app.fetch("worker_unregister", {"id": self.id})
@@ -321,6 +323,7 @@ class Worker:
                 if job.heartbeat:
                     with self._lock:
                         self._heartbeat_jobs[job.id] = job.heartbeat
+                    self._heartbeat_wake.set()
                 if free > 0:
                     pool.submit(job)
                     free -= 1
@@ -438,12 +441,19 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         next_sweep = time.monotonic() + self.sweep_interval * (0.5 + (os.getpid() % 50) / 100)
-        while True:
+        last_beat = time.monotonic()
+        while not self._heartbeat_stop.is_set():
             with self._lock:
                 job_beats = dict(self._heartbeat_jobs)
             interval = min([self.heartbeat_interval, *job_beats.values()])
-            if self._heartbeat_stop.wait(interval):
-                return
+            wait = last_beat + interval - time.monotonic()
+            if wait > 0:
+                # Woken early when a job with a shorter _heartbeat starts: its renewals
+                # must keep its own pace from the first one, not the worker's interval.
+                self._heartbeat_wake.wait(wait)
+                self._heartbeat_wake.clear()
+                continue
+            last_beat = time.monotonic()
             try:
                 self._beat(list(job_beats))
                 if time.monotonic() >= next_sweep:

@@ -31,7 +31,14 @@ def _start_embedded_server() -> tuple[Any, str]:
     # probe leaves a socket for the garbage collector; neither is ours to fix.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        try:
+            import pgserver
+        except ImportError as exc:
+            pytest.fail(
+                f"PGWERK_TEST_DSN is not set and the embedded PostgreSQL is unavailable ({exc}):"
+                " install the 'embedded' extra or point PGWERK_TEST_DSN at a PostgreSQL",
+                pytrace=False,
+            )
 
         # A short path: the server's Unix socket lives in it (sun_path is ~107 bytes).
         base = tempfile.mkdtemp(prefix="pgwerk-test-")
@@ -46,14 +53,18 @@ def pg_dsn() -> Iterator[str]:
     if dsn:
         yield dsn
         return
+    owner = os.getpid()
     server, base = _start_embedded_server()
     try:
         yield server.get_uri()
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server.cleanup()
-        shutil.rmtree(base, ignore_errors=True)
+        # A forked child that somehow unwinds into pytest must not stop or delete the
+        # server of the process that started it.
+        if os.getpid() == owner:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server.cleanup()
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def unique_schema(test_name: str) -> str:
@@ -67,6 +78,8 @@ def drop_schemas(dsn: str, schemas: list[str]) -> None:
     if not schemas:
         return
     with psycopg.connect(dsn, autocommit=True) as conn:
+        # A test that leaves a connection holding locks fails here instead of hanging.
+        conn.execute("SET lock_timeout = '20s'")
         for schema in schemas:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 

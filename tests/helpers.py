@@ -148,3 +148,17 @@ class ChannelSpy:
 
 def job_ids(jobs: list[Job | None]) -> list[int | None]:
     return [j.id if j is not None else None for j in jobs]
+
+
+# -- child processes -----------------------------------------------------------------------
+
+
+def connect_in_child(dsn: str, schema: str, barrier: Any) -> None:
+    """Target of a spawned process: wait for the others, then connect (and so migrate)."""
+    barrier.wait(timeout=60)
+    app = Werk(dsn, schema=schema)
+    try:
+        app.connect()
+        assert app.enqueue("tests.jobs.noop") is not None
+    finally:
+        app.close()

@@ -41,7 +41,7 @@ def render(text: str, schema: str, prefix: str) -> str:
 def _blocks() -> dict[str, str]:
     text = resources.files(__package__).joinpath("queries.sql").read_text("utf-8")
     parts = _BLOCK.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2])}
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 CLAIM_ORDERS = {

@@ -496,3 +496,51 @@ ORDER BY queue, status;
 
 -- name: truncate
 TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T:cron};
+
+-- name: cron_lock
+-- Try to become the one active cron scheduler: a session lock, held until the scheduler
+-- stops or its connection dies (then another process takes over).
+SELECT pg_try_advisory_lock(%(lock)s) AS leader;
+
+-- name: cron_unlock
+SELECT pg_advisory_unlock(%(lock)s) AS released;
+
+-- name: cron_upsert
+-- Record the schedules a process defines. Pause state and ticks stay as they are.
+INSERT INTO {T:cron} AS c (name, function, schedule, options)
+SELECT v.name, v.function, v.schedule, v.options::jsonb
+FROM unnest(%(names)s::text[], %(functions)s::text[], %(schedules)s::text[],
+            %(options)s::text[]) AS v(name, function, schedule, options)
+ON CONFLICT (name) DO UPDATE SET function = excluded.function, schedule = excluded.schedule,
+    options = excluded.options, updated_at = now()
+WHERE (c.function, c.schedule, c.options)
+    IS DISTINCT FROM (excluded.function, excluded.schedule, excluded.options);
+
+-- name: cron_state
+-- The database's clock and the pause flag and last tick of the given schedules (a row
+-- with a NULL name when none exists yet).
+SELECT n.now, c.name, c.paused, c.last_tick
+FROM (SELECT now() AS now) AS n
+LEFT JOIN {T:cron} c ON c.name = ANY(%(names)s::text[]);
+
+-- name: cron_advance
+-- Move schedules past the ticks a pass handled; never backwards (two leaders may race).
+UPDATE {T:cron} c SET last_tick = greatest(c.last_tick, v.last_tick), next_tick = v.next_tick
+FROM unnest(%(names)s::text[], %(last_ticks)s::timestamptz[], %(next_ticks)s::timestamptz[])
+    AS v(name, last_tick, next_tick)
+WHERE c.name = v.name;
+
+-- name: cron_list
+SELECT name, function, schedule, paused, last_tick, next_tick, options, updated_at
+FROM {T:cron} ORDER BY name;
+
+-- name: cron_pause
+-- Pause or resume a schedule. A resumed schedule goes on from now: the ticks it missed
+-- while paused are not enqueued.
+UPDATE {T:cron} SET paused = %(paused)s, updated_at = now(),
+    last_tick = CASE WHEN %(paused)s THEN last_tick ELSE greatest(last_tick, now()) END
+WHERE name = %(name)s
+RETURNING name;
+
+-- name: cron_delete
+DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;

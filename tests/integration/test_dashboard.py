@@ -143,3 +143,34 @@ def test_dashboard__jobs_list_filters_and_pages(app: Werk) -> None:
     assert "older &rarr;" in first
     _, _, second = client.request("GET", "/jobs?queue=bulk&page=2")
     assert second.count("<td>bulk</td>") == 10
+
+
+def test_dashboard__cli_serves_it_on_loopback(app: Werk) -> None:
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.helpers import eventually
+
+    app.enqueue(jobs.add, 1, 2, _queue="served")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgwerk.cli", "dashboard", "--dsn", app.dsn,
+         "--schema", app.config.schema, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def page() -> str | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    return str(resp.read().decode())
+            except OSError:
+                assert process.poll() is None, process.communicate()[1].decode()
+                return None
+
+        assert ">served</a>" in eventually(page, timeout=20)
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

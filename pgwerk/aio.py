@@ -1,0 +1,286 @@
+"""``AsyncWerk``: the blocking ``Werk`` API as coroutines, for asyncio callers.
+
+Each method is ``await asyncio.to_thread(...)`` around the same method of a ``Werk`` (which
+``AsyncWerk.sync`` is): the options, checks and statements are the blocking API's, so the
+two cannot disagree. A test compares their signatures.
+
+Differences from ``Werk``:
+
+- every method is a coroutine, and ``async with app:`` replaces ``with app:``;
+- ``_conn`` may also be a psycopg ``AsyncConnection``: the job is then inserted with
+  ``await`` on that connection, inside the caller's transaction (built by the same code
+  as a blocking enqueue, driven natively), so it appears only when the caller commits;
+- a blocking call runs in the default executor's threads: a cancelled ``await`` does not
+  stop it (``wait_for``/``apply`` go on waiting until their ``timeout``), and as many calls
+  run at once as that executor has threads.
+
+Example::
+
+    from pgwerk.aio import AsyncWerk, Retry
+
+    async with AsyncWerk("postgresql://localhost/mydb") as app:
+        job = await app.enqueue(send_email, to="a@b.c", _retry=Retry(max=3))
+        result = await app.apply(greet, name="world", timeout=30)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgwerk._db import Database, Row
+from pgwerk._notify import Listener
+from pgwerk.app import Fetch, InsertSteps, Werk
+from pgwerk.config import WerkConfig
+from pgwerk.job import (
+    Callback,
+    Dependency,
+    EnqueueParams,
+    Execution,
+    Job,
+    JobStatus,
+    Repeat,
+    Retry,
+    WorkerInfo,
+)
+from pgwerk.options import JobSpec, build_spec, params_from_call
+
+__all__ = ["AsyncWerk", "Callback", "Dependency", "EnqueueParams", "Repeat", "Retry"]
+
+
+def is_async_connection(conn: object) -> bool:
+    """Whether ``conn`` is an asyncio connection pgwerk drives natively."""
+    return isinstance(conn, psycopg.AsyncConnection)
+
+
+async def _fetch(conn: psycopg.AsyncConnection[Any], query: bytes,
+                 params: Mapping[str, Any]) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall() if cur.description else []
+
+
+async def _drive(steps: InsertSteps, conn: psycopg.AsyncConnection[Any]) -> list[Job | None]:
+    """Run the statements of ``Werk._insert_steps`` on an asyncio connection."""
+    statement = next(steps)
+    while True:
+        rows = await _fetch(conn, *statement)
+        try:
+            statement = steps.send(rows)
+        except StopIteration as done:
+            return done.value
+
+
+class AsyncWerk:
+    """A ``Werk`` for asyncio code: same constructor, same methods, each a coroutine.
+
+    Args:
+        dsn: libpq connection string or URL; default ``$PGWERK_DSN``, then ``$DATABASE_URL``.
+        config: a ``WerkConfig``; keyword arguments override its fields.
+        **options: any ``WerkConfig`` field.
+
+    Use ``AsyncWerk.wrap(app)`` to share an existing ``Werk`` (and its pool), and
+    ``.sync`` for the ``Werk`` underneath (a ``Worker`` takes that one).
+    """
+
+    def __init__(self, dsn: str | None = None, *, config: WerkConfig | None = None,
+                 **options: Any) -> None:
+        self.sync = Werk(dsn, config=config, **options)
+
+    @classmethod
+    def wrap(cls, app: Werk) -> AsyncWerk:
+        """An ``AsyncWerk`` over an existing ``Werk`` (same pool, same settings)."""
+        if not isinstance(app, Werk):
+            raise TypeError(f"AsyncWerk.wrap takes a Werk, got {type(app).__name__}")
+        wrapped = cls.__new__(cls)
+        wrapped.sync = app
+        return wrapped
+
+    def __repr__(self) -> str:
+        return f"<AsyncWerk schema={self.config.schema!r} prefix={self.config.prefix!r}>"
+
+    @property
+    def config(self) -> WerkConfig:
+        return self.sync.config
+
+    @property
+    def dsn(self) -> str:
+        return self.sync.dsn
+
+    @property
+    def db(self) -> Database:
+        return self.sync.db
+
+    @property
+    def listener(self) -> Listener:
+        return self.sync.listener
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def connect(self) -> AsyncWerk:
+        """Open the pool now. Idempotent."""
+        await asyncio.to_thread(self.sync.connect)
+        return self
+
+    async def close(self) -> None:
+        """Stop listening and close the pool."""
+        await asyncio.to_thread(self.sync.close)
+
+    async def __aenter__(self) -> AsyncWerk:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def migrate(self) -> int:
+        """See ``Werk.migrate``."""
+        return await asyncio.to_thread(self.sync.migrate)
+
+    async def migration_sql(self) -> str:
+        """See ``Werk.migration_sql`` (no I/O)."""
+        return self.sync.migration_sql()
+
+    async def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """See ``Werk.fetch``."""
+        return await asyncio.to_thread(self.sync.fetch, name, params)
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    async def enqueue(self, func: Callable[..., Any] | str, *args: Any,
+                      **kwargs: Any) -> Job | None:
+        """See ``Werk.enqueue``. ``_conn`` may be a psycopg ``AsyncConnection``."""
+        if is_async_connection(kwargs.get("_conn")):
+            params, conn = params_from_call(func, args, kwargs)
+            return (await self.enqueue_specs([build_spec(params, self.sync.config)], conn))[0]
+        return await asyncio.to_thread(self.sync.enqueue, func, *args, **kwargs)
+
+    async def enqueue_many(self, params: Sequence[EnqueueParams],
+                           _conn: Any = None) -> list[Job | None]:
+        """See ``Werk.enqueue_many``. ``_conn`` may be a psycopg ``AsyncConnection``."""
+        if is_async_connection(_conn):
+            specs = self.sync._many_specs(params)
+            return await self.enqueue_specs(specs, _conn) if specs else []
+        return await asyncio.to_thread(self.sync.enqueue_many, params, _conn)
+
+    async def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
+        """See ``Werk.enqueue_specs``. ``conn`` may be a psycopg ``AsyncConnection``."""
+        if is_async_connection(conn):
+            if conn.closed:
+                raise ValueError("_conn is closed")
+            if not self.sync.db.is_open:
+                await self.connect()  # creates or checks the tables, as any first use does
+            return await _drive(self.sync._insert_steps(specs), conn)
+        return await asyncio.to_thread(self.sync.enqueue_specs, specs, conn)
+
+    async def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
+        """See ``Werk.insert_specs`` (``fetch`` is a blocking callable)."""
+        return await asyncio.to_thread(self.sync.insert_specs, fetch, specs)
+
+    # -- waiting for results ------------------------------------------------------------
+
+    async def apply(self, func: Callable[..., Any] | str, *args: Any,
+                    timeout: float | None = None, **kwargs: Any) -> Any:
+        """See ``Werk.apply``."""
+        if is_async_connection(kwargs.get("_conn")):
+            raise TypeError(
+                "apply cannot wait for a job whose transaction is still open: enqueue it "
+                "with _conn=..., commit, then await app.wait_for(job)"
+            )
+        return await asyncio.to_thread(self.sync.apply, func, *args, timeout=timeout, **kwargs)
+
+    async def map(self, func: Callable[..., Any] | str, items: Iterable[Mapping[str, Any]],
+                  timeout: float | None = None, return_exceptions: bool = False,
+                  **shared: Any) -> list[Any]:
+        """See ``Werk.map``."""
+        return await asyncio.to_thread(self.sync.map, func, items, timeout=timeout,
+                                       return_exceptions=return_exceptions, **shared)
+
+    async def wait_for(self, job: Job | int, timeout: float | None = None) -> Job:
+        """See ``Werk.wait_for``."""
+        return await asyncio.to_thread(self.sync.wait_for, job, timeout)
+
+    # -- managing jobs -------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job:
+        """See ``Werk.get_job``."""
+        return await asyncio.to_thread(self.sync.get_job, job_id)
+
+    async def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
+                        function: str | Callable[..., Any] | None = None, limit: int = 100,
+                        offset: int = 0) -> list[Job]:
+        """See ``Werk.list_jobs``."""
+        return await asyncio.to_thread(self.sync.list_jobs, queue, status, function, limit,
+                                       offset)
+
+    async def cancel_job(self, job_id: int) -> bool:
+        """See ``Werk.cancel_job``."""
+        return await asyncio.to_thread(self.sync.cancel_job, job_id)
+
+    async def abort_job(self, job_id: int) -> bool:
+        """See ``Werk.abort_job``."""
+        return await asyncio.to_thread(self.sync.abort_job, job_id)
+
+    async def requeue_job(self, job_id: int) -> bool:
+        """See ``Werk.requeue_job``."""
+        return await asyncio.to_thread(self.sync.requeue_job, job_id)
+
+    async def delete_job(self, job_id: int) -> bool:
+        """See ``Werk.delete_job``."""
+        return await asyncio.to_thread(self.sync.delete_job, job_id)
+
+    async def touch_job(self, job_id: int) -> bool:
+        """See ``Werk.touch_job``."""
+        return await asyncio.to_thread(self.sync.touch_job, job_id)
+
+    async def get_executions(self, job_id: int) -> list[Execution]:
+        """See ``Werk.get_executions``."""
+        return await asyncio.to_thread(self.sync.get_executions, job_id)
+
+    async def get_job_dependencies(self, job_id: int) -> list[dict[str, Any]]:
+        """See ``Werk.get_job_dependencies``."""
+        return await asyncio.to_thread(self.sync.get_job_dependencies, job_id)
+
+    async def queue_stats(self) -> dict[str, dict[str, int]]:
+        """See ``Werk.queue_stats``."""
+        return await asyncio.to_thread(self.sync.queue_stats)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """See ``Werk.list_workers``."""
+        return await asyncio.to_thread(self.sync.list_workers)
+
+    async def sweep(self) -> dict[str, int]:
+        """See ``Werk.sweep``."""
+        return await asyncio.to_thread(self.sync.sweep)
+
+    async def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
+                         older_than: float | timedelta = 0) -> int:
+        """See ``Werk.purge_jobs``."""
+        return await asyncio.to_thread(self.sync.purge_jobs, statuses, older_than)
+
+    async def bulk_requeue_jobs(self, queue: str | None = None,
+                                function: str | None = None) -> int:
+        """See ``Werk.bulk_requeue_jobs``."""
+        return await asyncio.to_thread(self.sync.bulk_requeue_jobs, queue, function)
+
+    async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
+        """See ``Werk.bulk_cancel_jobs``."""
+        return await asyncio.to_thread(self.sync.bulk_cancel_jobs, queue)
+
+    async def truncate(self) -> None:
+        """See ``Werk.truncate``."""
+        await asyncio.to_thread(self.sync.truncate)
+
+    # -- plumbing shared with the worker -------------------------------------------------
+
+    async def fetch_via_pool(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
+        """See ``Werk.fetch_via_pool``."""
+        return await asyncio.to_thread(self.sync.fetch_via_pool, query, params)
+
+    async def resolve_dependents(self, fetch: Fetch, ids: list[int]) -> int:
+        """See ``Werk.resolve_dependents`` (``fetch`` is a blocking callable)."""
+        return await asyncio.to_thread(self.sync.resolve_dependents, fetch, ids)

@@ -1,0 +1,638 @@
+"""The command line: ``pgwerk-worker APP`` runs a worker; ``pgwerk <command>`` is for
+operators (enqueue from a crontab line, look at queues and jobs, retry, cancel, purge,
+migrate, cron). A thin layer over the library: each command opens a ``Werk``, makes one or
+two calls and prints the answer, as a table or (``--json``) for scripts.
+
+``APP`` is ``module:attribute`` naming a ``Werk`` (the current directory is importable).
+Commands that only talk to the database take ``APP`` or ``--dsn`` (else ``$PGWERK_DSN``),
+with ``--schema``/``--prefix``; they try the database once and fail fast with one line.
+Read-only commands never create tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+import psycopg
+
+from pgwerk import _migrate
+from pgwerk._cli_support import (
+    AppError,
+    CliError,
+    cell,
+    db_options,
+    echo_json,
+    echo_table,
+    friendly,
+    json_arg,
+    json_option,
+    jsonable,
+    last_line,
+    load_app,
+    open_app,
+    parse_job_id,
+    split_target,
+)
+from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
+from pgwerk.app import Werk
+from pgwerk.config import WerkConfig
+from pgwerk.job import TERMINAL_STATUSES, EnqueueParams, Job, JobStatus
+from pgwerk.options import build_spec
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+POOL_KINDS = ("thread", "fork", "process")
+DEQUEUE_STRATEGIES = ("priority", "round_robin", "random")
+STATUSES = tuple(s.value for s in JobStatus)
+END_STATUSES = tuple(s.value for s in JobStatus if s in TERMINAL_STATUSES)
+# -- the worker ------------------------------------------------------------------------------
+
+
+def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    queues = [q.strip() for q in value.split(",")]
+    if not all(queues):
+        raise click.BadParameter(f"comma-separated queue names, got {value!r}")
+    return list(dict.fromkeys(queues))
+
+
+@click.command("worker", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("app")
+@click.option("-q", "--queues", default="default", show_default=True, callback=_queues,
+              help="Queues to work on, comma-separated, in order of preference.")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Jobs run at once.")
+@click.option("--pool", type=click.Choice(POOL_KINDS), default="thread", show_default=True,
+              help="thread; fork (a child per job: isolation, hard time limits); process "
+                   "(pre-started children for CPU-bound work).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--scheduler", is_flag=True,
+              help="Also run the APP's cron schedules (one scheduler is active at a time "
+                   "across all processes).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Serve Prometheus metrics on this port (needs pgwerk[metrics]).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of the metrics server.")
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Seconds between checks when no notification arrives.")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0,
+              show_default=True,
+              help="On SIGTERM, seconds running jobs may finish before they are put back.")
+@click.option("--dequeue-strategy", type=click.Choice(DEQUEUE_STRATEGIES), default="priority",
+              show_default=True, help="Which queue's job comes next.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="INFO", show_default=True)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="text, or json (one object per line).")
+@friendly
+def worker_command(app: str, queues: list[str], concurrency: int, pool: str, burst: bool,
+                   scheduler: bool, metrics_port: int | None, metrics_host: str,
+                   poll_interval: float, shutdown_timeout: float, dequeue_strategy: str,
+                   log_level: str, log_format: str) -> None:
+    """Run a worker for APP (module:attribute naming a Werk) until SIGTERM/SIGINT.
+
+    A second signal stops at once, putting running jobs back for another worker.
+    """
+    from pgwerk.worker import Worker
+
+    configure_logging(log_level, log_format)
+    werk = load_app(app)
+    metrics = None
+    if metrics_port is not None:
+        _check_metrics()
+        metrics = _serve_metrics(werk, metrics_host, metrics_port)
+    worker = Worker(werk, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
+                    poll_interval=poll_interval, shutdown_timeout=shutdown_timeout,
+                    dequeue_strategy=dequeue_strategy, metrics=metrics, **job_context_hooks())
+    cron_thread = cron_scheduler = None
+    if scheduler:
+        from pgwerk.cron import CronScheduler, run_in_thread
+
+        cron_scheduler = CronScheduler.of(werk)
+        if not cron_scheduler.names:
+            logger.warning("--scheduler: %s registers no cron schedules", app)
+        cron_thread = run_in_thread(cron_scheduler)
+    try:
+        worker.run()
+    finally:
+        if cron_scheduler is not None and cron_thread is not None:
+            cron_scheduler.stop()
+            cron_thread.join(timeout=10.0)
+
+
+def _check_metrics() -> None:
+    try:
+        importlib.import_module("prometheus_client")
+    except ImportError:
+        raise AppError("--metrics-port needs prometheus-client: pip install pgwerk[metrics]") \
+            from None
+
+
+def _serve_metrics(werk: Werk, host: str, port: int) -> Any:
+    from pgwerk.metrics import serve_metrics
+
+    try:
+        metrics = serve_metrics(werk, port, addr=host)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+    logger.info("metrics on http://%s:%d/metrics", host, port)
+    return metrics
+
+
+def worker_main() -> None:
+    """Entry point of ``pgwerk-worker``."""
+    worker_command.main(prog_name="pgwerk-worker")
+
+
+# -- pgwerk ----------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pgwerk", prog_name="pgwerk")
+def cli() -> None:
+    """pgwerk: a job queue in PostgreSQL.
+
+    APP is module:attribute naming a Werk (e.g. myapp.tasks:app); commands that only
+    need the database also take --dsn (default $PGWERK_DSN) instead.
+    """
+
+
+cli.add_command(worker_command)
+
+
+def main() -> None:
+    """Entry point of ``pgwerk``."""
+    cli.main(prog_name="pgwerk")
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True, metavar="[APP] FUNC")
+@db_options
+@click.option("--args", "args_json", metavar="JSON", help="Positional arguments, a JSON list.")
+@click.option("--kwargs", "kwargs_json", metavar="JSON",
+              help="Keyword arguments, a JSON object.")
+@click.option("--queue", default="default", show_default=True)
+@click.option("--priority", type=int, default=0, show_default=True,
+              help="Higher runs first within the queue.")
+@click.option("--delay", type=click.FloatRange(min=0), help="Seconds before it may run.")
+@click.option("--key", help="Idempotency key: while a job with this key exists, nothing is "
+                            "enqueued (so a repeated crontab line enqueues once).")
+@click.option("--retry", type=click.IntRange(min=1), help="Total attempts.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Seconds the job may run.")
+@click.option("--group", help="At most one job of a group runs at a time.")
+@click.option("--meta", "meta_json", metavar="JSON", help="Metadata, a JSON object.")
+@json_option
+@friendly
+def enqueue(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+            args_json: str | None, kwargs_json: str | None, queue: str, priority: int,
+            delay: float | None, key: str | None, retry: int | None, timeout: float | None,
+            group: str | None, meta_json: str | None, as_json: bool) -> None:
+    """Enqueue FUNC (a dotted path, e.g. myapp.tasks.cleanup) and print the job id.
+
+    Made for crontab lines: with --key a line that runs twice enqueues once.
+
+    \b
+    pgwerk enqueue --dsn "$PGWERK_DSN" myapp.tasks.report \\
+        --kwargs '{"kind": "daily"}' --key "report:$(date +%F)"
+    """
+    app_spec, func = split_target(target, "FUNC")
+    try:
+        params = EnqueueParams(
+            func=func, args=json_arg(args_json, list, "--args"),
+            kwargs=json_arg(kwargs_json, dict, "--kwargs"), queue=queue, priority=priority,
+            delay=delay, key=key, retry=retry, timeout=timeout, group=group,
+            meta=json_arg(meta_json, dict, "--meta") if meta_json else None,
+        )
+        build_spec(params, WerkConfig())  # the checks, before connecting
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    app = open_app(app_spec, dsn, schema, prefix, migrate=True)
+    try:
+        job = app.enqueue_many([params])[0]
+    finally:
+        app.close()
+    if as_json:
+        echo_json({"id": job.id if job else None, "created": job is not None, "key": key,
+                   "job": job})
+    elif job is None:
+        click.echo(f"a job with key {key!r} already exists; nothing enqueued")
+    else:
+        click.echo(job.id)
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def info(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+         as_json: bool) -> None:
+    """Where the queue is, its schema version, workers and job counts."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        stats = werk.queue_stats()
+        workers = werk.list_workers()
+        with werk.db.connection() as conn:
+            version = _migrate.current_version(conn, werk.config.schema, werk.config.prefix)
+    finally:
+        werk.close()
+    summary = {"database": _safe_dsn(werk.dsn), "schema": werk.config.schema,
+               "prefix": werk.config.prefix, "schema_version": version,
+               "workers": len(workers), "queues": stats}
+    if as_json:
+        echo_json(summary)
+        return
+    for label in ("database", "schema", "prefix", "schema_version", "workers"):
+        click.echo(f"{label.replace('_', ' ') + ':':<16}{summary[label]}")
+    click.echo()
+    _stats_table(stats)
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def stats(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+          as_json: bool) -> None:
+    """Job counts by queue and status."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        counts = werk.queue_stats()
+    finally:
+        werk.close()
+    if as_json:
+        echo_json(counts)
+    else:
+        _stats_table(counts)
+
+
+def _stats_table(stats: dict[str, dict[str, int]]) -> None:
+    rows = [[queue, *(counts.get(s, 0) for s in STATUSES), sum(counts.values())]
+            for queue, counts in sorted(stats.items())]
+    echo_table(["queue", *STATUSES, "total"], rows, "no jobs")
+
+
+def _safe_dsn(dsn: str) -> str:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparsable DSN)"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@click.option("--queue", help="Only this queue.")
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
+@click.option("--function", help="Only jobs of this function (dotted path).")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@json_option
+@friendly
+def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+         queue: str | None, status: str | None, function: str | None, limit: int, offset: int,
+         as_json: bool) -> None:
+    """Jobs, newest first."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        found = werk.list_jobs(queue=queue, status=status, function=function, limit=limit,
+                               offset=offset)
+    finally:
+        werk.close()
+    if as_json:
+        echo_json(found)
+        return
+    echo_table(
+        ["id", "status", "queue", "function", "prio", "tries", "enqueued", "error"],
+        [[j.id, j.status, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
+          j.enqueued_at, last_line(j.error)] for j in found],
+        "no jobs" + (f" (offset {offset})" if offset else ""),
+    )
+    if len(found) == limit:
+        click.echo(f"(first {limit}; more with --offset {offset + limit})", err=True)
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@db_options
+@json_option
+@friendly
+def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+        as_json: bool) -> None:
+    """One job: payload, result or traceback, attempts."""
+    app_spec, text = split_target(target, "ID")
+    job_id = parse_job_id(text)
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        found = werk.get_job(job_id)
+        runs = werk.get_executions(job_id)
+        deps = werk.get_job_dependencies(job_id)
+    finally:
+        werk.close()
+    if as_json:
+        echo_json({**jsonable(found), "executions": runs, "dependencies": deps})
+        return
+    _show_job(found)
+    if deps:
+        click.echo("depends on:     " + ", ".join(
+            f"{d['id']} ({d['status'] or 'deleted'}{', may fail' if d['allow_failure'] else ''})"
+            for d in deps))
+    if runs:
+        click.echo()
+        echo_table(["attempt", "worker", "started", "finished", "outcome", "error"],
+                   [[r.attempt, r.worker_id, r.started_at, r.finished_at, r.outcome,
+                     last_line(r.error)] for r in runs], "")
+    if found.error:
+        click.echo()
+        click.echo("error:")
+        click.echo(found.error.rstrip())
+
+
+def _show_job(job: Job) -> None:
+    fields = [
+        ("id", job.id), ("function", job.function), ("queue", job.queue),
+        ("status", job.status.value), ("priority", job.priority),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("args", json.dumps(list(job.args), default=str)),
+        ("kwargs", json.dumps(job.kwargs, default=str)),
+        ("enqueued", job.enqueued_at), ("scheduled", job.scheduled_at),
+        ("started", job.started_at), ("completed", job.completed_at),
+        ("worker", job.worker_id), ("key", job.key), ("group", job.group),
+        ("timeout", job.timeout), ("meta", json.dumps(job.meta) if job.meta else None),
+    ]
+    if job.status is JobStatus.Complete:
+        fields.append(("result", json.dumps(job.result, default=str)))
+    for label, value in fields:
+        if value is not None or label in ("id", "status"):
+            click.echo(f"{label + ':':<16}{cell(value, 200)}")
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@db_options
+@friendly
+def retry(target: tuple[str, ...], dsn: str | None, schema: str | None,
+          prefix: str | None) -> None:
+    """Run a failed, aborted or expired job again."""
+    app_spec, text = split_target(target, "ID")
+    job_id = parse_job_id(text)
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        if werk.requeue_job(job_id):
+            click.echo(f"job {job_id} queued again")
+            return
+        status = werk.get_job(job_id).status.value
+    finally:
+        werk.close()
+    raise CliError(f"job {job_id} is {status}; only failed, aborted or expired jobs are retried")
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@db_options
+@friendly
+def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None,
+           prefix: str | None) -> None:
+    """Cancel a job that has not started, or ask its worker to stop a running one."""
+    app_spec, text = split_target(target, "ID")
+    job_id = parse_job_id(text)
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        if werk.cancel_job(job_id):
+            click.echo(f"job {job_id} cancelled")
+            return
+        if werk.abort_job(job_id):
+            click.echo(f"job {job_id} is running: its worker was asked to stop it")
+            return
+        status = werk.get_job(job_id).status.value
+    finally:
+        werk.close()
+    raise CliError(f"job {job_id} already ended ({status})")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@click.option("--status", "statuses", type=click.Choice(END_STATUSES), multiple=True,
+              help="Status of the jobs to delete (repeatable; default complete).")
+@click.option("--older-than", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="SECONDS", help="Only jobs that ended more than this long ago.")
+@json_option
+@friendly
+def purge(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+          statuses: tuple[str, ...], older_than: float, as_json: bool) -> None:
+    """Delete ended jobs."""
+    wanted = list(statuses) or ["complete"]
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        if not as_json and sys.stderr.isatty():
+            click.echo(f"deleting {'/'.join(wanted)} jobs that ended more than "
+                       f"{older_than:g}s ago…", err=True)
+        deleted = werk.purge_jobs(wanted, older_than=older_than)
+    finally:
+        werk.close()
+    if as_json:
+        echo_json({"deleted": deleted, "statuses": wanted, "older_than": older_than})
+    else:
+        click.echo(f"deleted {deleted} job(s)")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def workers(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+            as_json: bool) -> None:
+    """Registered workers and their last heartbeat."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        found = werk.list_workers()
+    finally:
+        werk.close()
+    if as_json:
+        echo_json(found)
+        return
+    echo_table(["id", "queues", "pool", "active", "heartbeat", "started", "state"],
+               [[w.id, ",".join(w.queues), f"{w.pool}x{w.concurrency}", w.active_jobs,
+                 f"{w.heartbeat_age:.0f}s ago", w.started_at,
+                 "stopping" if w.stopping else "running"] for w in found],
+               "no workers")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@click.option("--sql", "print_sql", is_flag=True,
+              help="Print the DDL instead of running it (no connection).")
+@friendly
+def migrate(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+            print_sql: bool) -> None:
+    """Create or upgrade the pgwerk tables."""
+    if print_sql:
+        if app and dsn:
+            raise click.UsageError("give APP or --dsn, not both")
+        if app:
+            base = load_app(app)
+            config = base.config.merged(**{k: v for k, v in
+                                            (("schema", schema), ("prefix", prefix)) if v})
+            click.echo(_migrate.migration_sql(config.schema, config.prefix), nl=False)
+        else:
+            click.echo(_migrate.migration_sql(schema or "public", prefix or "_pgwerk"),
+                       nl=False)
+        return
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        applied = werk.migrate()
+    finally:
+        werk.close()
+    where = f"{werk.config.schema}.{werk.config.prefix}"
+    if applied:
+        click.echo(f"{where}: applied {applied} migration(s); now at version "
+                   f"{_migrate.latest_version()}")
+    else:
+        click.echo(f"{where}: already at version {_migrate.latest_version()}")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--read-only", is_flag=True, help="Hide and refuse retry/cancel/delete.")
+@friendly
+def dashboard(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+              host: str, port: int, read_only: bool) -> None:
+    """Serve the web dashboard (needs pgwerk[web]) until interrupted."""
+    try:
+        importlib.import_module("jinja2")
+    except ImportError:
+        raise AppError("the dashboard needs Jinja2: pip install pgwerk[web]") from None
+    from pgwerk.dashboard import serve_dashboard
+
+    werk = open_app(app, dsn, schema, prefix)
+    click.echo(f"pgwerk dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    try:
+        serve_dashboard(werk, host=host, port=port, read_only=read_only)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        werk.close()
+
+
+# -- cron ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def cron() -> None:
+    """Periodic jobs: list, run, pause, resume and remove schedules."""
+
+
+def _cron_scheduler(app_spec: str | None, dsn: str | None, schema: str | None,
+                    prefix: str | None) -> Any:
+    from pgwerk.cron import CronScheduler
+
+    werk = open_app(app_spec, dsn, schema, prefix)
+    if app_spec:
+        return CronScheduler.of(load_app(app_spec)).with_app(werk)
+    return CronScheduler(werk)
+
+
+@cron.command("list")
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def cron_list(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+              as_json: bool) -> None:
+    """Schedules registered by APP and stored in the database."""
+    scheduler = _cron_scheduler(app, dsn, schema, prefix)
+    try:
+        found = scheduler.list()
+    finally:
+        scheduler.app.close()
+    if as_json:
+        echo_json(found)
+        return
+    echo_table(["name", "schedule", "function", "queue", "state", "last tick", "next tick"],
+               [[c.name, c.schedule, c.function, c.queue,
+                 "paused" if c.paused else ("active" if c.registered else "not registered"),
+                 c.last_tick, c.next_tick] for c in found],
+               "no cron schedules")
+
+
+@cron.command("run")
+@click.argument("app")
+@click.option("--retry-interval", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, help="Seconds between attempts to become the leader.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              default="INFO", show_default=True)
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True)
+@friendly
+def cron_run(app: str, retry_interval: float, log_level: str, log_format: str) -> None:
+    """Run APP's cron scheduler (no worker) until SIGTERM/SIGINT."""
+    from pgwerk.cron import CronScheduler
+
+    configure_logging(log_level, log_format)
+    base = CronScheduler.of(load_app(app))
+    if not base.names:
+        raise CliError(f"{app} registers no cron schedules")
+    scheduler = base
+    scheduler.retry_interval = retry_interval
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("%s: stopping the cron scheduler", signal.Signals(signum).name)
+        scheduler.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+    scheduler.run()
+
+
+def _cron_change(action: str) -> Callable[..., None]:
+    @click.argument("target", nargs=-1, required=True, metavar="[APP] NAME")
+    @db_options
+    @friendly
+    def command(target: tuple[str, ...], dsn: str | None, schema: str | None,
+                prefix: str | None) -> None:
+        app_spec, name = split_target(target, "NAME")
+        scheduler = _cron_scheduler(app_spec, dsn, schema, prefix)
+        try:
+            getattr(scheduler, {"remove": "unregister"}.get(action, action))(name)
+        except LookupError as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            scheduler.app.close()
+        click.echo(f"{name}: {action.rstrip('e')}ed")
+
+    return command
+
+
+cron.command("pause", help="Stop enqueueing a schedule's ticks (for every process).")(
+    _cron_change("pause"))
+cron.command("resume", help="Enqueue a schedule's ticks again, from now on.")(
+    _cron_change("resume"))
+cron.command("remove", help="Delete a stored schedule (one its code still registers comes "
+                            "back when a scheduler starts).")(_cron_change("remove"))
+
+
+if __name__ == "__main__":
+    main()

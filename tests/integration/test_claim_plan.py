@@ -1,0 +1,115 @@
+"""The claim walks the claim index and stops after a few rows, both as a custom plan and as
+the generic plan that PostgreSQL may switch to once psycopg prepares the statement.
+
+A claim no index can serve reads and sorts every queued row on every claim (0.4-0.7 s per
+claim at a million queued rows); ``benchmarks/claim_plan.py`` measures that at scale, this
+test only checks the plan shape, fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgwerk import Werk
+from tests.helpers import table
+
+STRATEGIES = ("priority", "round_robin", "random")
+
+
+def claim_index(app: Werk) -> str:
+    return f"{app.config.prefix}_jobs_claim_idx"
+
+
+def fill(app: Werk, queued: int = 3000, finished: int = 3000) -> None:
+    """Queued jobs in two queues with a few priorities, behind a history of finished ones,
+    written with SQL (fast), then ANALYZE so the planner sees them."""
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL(
+            "INSERT INTO {jobs} (function, queue, status, priority, payload, completed_at) "
+            "SELECT 'tests.jobs.noop', CASE WHEN i %% 4 = 0 THEN 'other' ELSE 'default' END, "
+            "  CASE WHEN i <= %(finished)s THEN 'complete' ELSE 'queued' END, i %% 3, '{{}}', "
+            "  CASE WHEN i <= %(finished)s THEN now() END "
+            "FROM generate_series(1, %(total)s) AS i").format(jobs=table(app)),
+            {"finished": finished, "total": finished + queued})
+        conn.execute(sql.SQL("ANALYZE {}").format(table(app)))
+
+
+def explain(app: Werk, name: str, params: dict[str, Any], generic: bool) -> Any:
+    """EXPLAIN (FORMAT JSON) of a named statement with these values: a custom plan, or the
+    generic plan of the statement PREPAREd with ``$n`` parameters."""
+    names: list[str] = []
+
+    def number(match: re.Match[bytes]) -> bytes:
+        if match.group(1).decode() not in names:
+            names.append(match.group(1).decode())
+        return f"${names.index(match.group(1).decode()) + 1}".encode()
+
+    text = re.sub(rb"%\((\w+)\)s", number, app.queries[name])
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.SQL(mode)))
+        conn.execute(b"PREPARE claim AS " + text)
+        args = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
+        row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE claim({})").format(args)
+                           ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def nodes(plan: Any) -> Iterator[dict[str, Any]]:
+    stack = [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(node.get("Plans", []))
+
+
+def under_lock_rows(plan: Any) -> list[dict[str, Any]]:
+    """The nodes under LockRows: how the claim finds the jobs it takes."""
+    found = []
+    for node in nodes(plan):
+        if node["Node Type"] == "LockRows":
+            found.extend(nodes([{"Plan": node}]))
+    return found
+
+
+def walks_claim_index(app: Werk, plan: Any) -> bool:
+    """Every scan of the jobs table that finds candidates is the claim index, read in its
+    order (no sort). (The group test's subplan on the groups table may be anything.)"""
+    below = under_lock_rows(plan)
+    scans = [n for n in below if "Scan" in n["Node Type"]
+             and n.get("Relation Name") == f"{app.config.prefix}_jobs"]
+    sorted_ = [n for n in below if "Sort" in n["Node Type"]]
+    return bool(scans) and not sorted_ and all(
+        s.get("Index Name") == claim_index(app) for s in scans)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_claim_plan__candidates_come_from_the_claim_index(app: Werk, strategy: str,
+                                                          generic: bool) -> None:
+    fill(app)
+    plan = explain(app, f"job_claim_{strategy}",
+                   {"queues": ["default", "other"], "limit": 100, "worker": "w"}, generic)
+    below = [(n["Node Type"], n.get("Index Name")) for n in under_lock_rows(plan)]
+    assert below, f"no LockRows in the claim plan: {plan}"
+    assert walks_claim_index(app, plan), (
+        f"the claim finds its jobs with {below}, not by walking {claim_index(app)} in order")
+
+
+def test_claim_plan__check_fails_when_the_index_is_gone(app: Werk) -> None:
+    """The check above is not vacuous: without the index the plan no longer qualifies."""
+    fill(app)
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP INDEX {}").format(
+            sql.Identifier(app.config.schema, claim_index(app))))
+    for generic in (False, True):
+        plan = explain(app, "job_claim_priority",
+                       {"queues": ["default"], "limit": 100, "worker": "w"}, generic)
+        assert not walks_claim_index(app, plan)
