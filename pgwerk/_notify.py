@@ -8,6 +8,7 @@ called with ``None`` must assume it missed notifications (the connection was re-
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -22,9 +23,17 @@ logger = logging.getLogger(__name__)
 
 Subscriber = Callable[[str | None], None]
 
+# How often the listening loop looks up from its socket to see whether it should stop.
+_STOP_CHECK = 0.25
+
 
 def channel_name(schema: str, prefix: str) -> str:
-    return f"pgwerk.{schema}.{prefix}"[:63]
+    """The app's channel; long names are hashed, since PostgreSQL cuts channels at 63 bytes
+    and two apps must never share one."""
+    name = f"pgwerk.{schema}.{prefix}"
+    if len(name) <= 63:
+        return name
+    return "pgwerk." + hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 class Listener:
@@ -116,7 +125,8 @@ class Listener:
                 while not self._stop.is_set():
                     # stop_after=1: hand on what arrived (one packet may hold several)
                     # at once, instead of collecting for the whole timeout.
-                    batch = [n.payload for n in conn.notifies(timeout=1.0, stop_after=1)]
+                    arrived = conn.notifies(timeout=_STOP_CHECK, stop_after=1)
+                    batch = [n.payload for n in arrived]
                     if batch:
                         self._publish(batch)
             except psycopg.Error as exc:
