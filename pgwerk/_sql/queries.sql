@@ -204,6 +204,11 @@ RETURNING j.*;
 -- attempt (id, attempt number, worker, still active), so a worker that lost a job to the
 -- sweep changes nothing. Statuses: an end status, 'queued'/'scheduled' for a retry, or
 -- 'deleted' (failure_mode="delete").
+-- The worker and status tests are wrapped in CASE on purpose. As plain conditions they
+-- match the partial index on active jobs, and ANALYZE rarely sees active rows, so the
+-- planner expects ~1 row there and loops over the whole batch for each of this worker's
+-- active jobs (quadratic: 0.2-0.8 s for 200 outcomes with 3,000 active jobs, worse as a
+-- generic plan). Wrapped, they can only filter the rows found by primary key.
 WITH v AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(statuses)s::text[],
                          %(results)s::text[], %(errors)s::text[], %(delays)s::float8[])
@@ -212,7 +217,7 @@ WITH v AS (
 gone AS (
     DELETE FROM {T:jobs} j USING v
     WHERE v.status = 'deleted' AND j.id = v.id AND j.attempts = v.attempt
-      AND j.worker_id = %(worker)s AND j.status IN ('active', 'aborting')
+      AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, 'deleted'::text AS status, j.queue, j.group_key, j.has_dependents
 ),
 done AS (
@@ -229,7 +234,7 @@ done AS (
                             THEN now() + make_interval(secs => j.failure_ttl) END
     FROM v
     WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
-      AND j.worker_id = %(worker)s AND j.status IN ('active', 'aborting')
+      AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, j.status, j.queue, j.group_key, j.has_dependents, j.attempts,
         j.started_at, j.error
 ),

@@ -1,0 +1,48 @@
+"""Recording a batch of outcomes finds each job by primary key, however many active jobs
+the worker holds and however few the planner's statistics expect."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgwerk import Werk
+from tests.helpers import table
+
+
+def explain_generic(app: Werk, name: str, params: dict[str, Any]) -> str:
+    names: list[str] = []
+
+    def number(match: re.Match[bytes]) -> bytes:
+        if match.group(1).decode() not in names:
+            names.append(match.group(1).decode())
+        return f"${names.index(match.group(1).decode()) + 1}".encode()
+
+    text = re.sub(rb"%\((\w+)\)s", number, app.queries[name])
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(b"PREPARE stmt AS " + text)
+        args = sql.SQL(", ").join(sql.Literal(params[n]) for n in names)
+        rows = conn.execute(sql.SQL("EXPLAIN EXECUTE stmt({})").format(args)).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+def test_complete_many__finds_jobs_by_primary_key(app: Werk) -> None:
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        # ANALYZE sees no active job (as it usually does), then the worker holds 2,000.
+        conn.execute(sql.SQL(
+            "INSERT INTO {} (function, status, payload) SELECT 'tests.jobs.noop', 'queued', '{{}}' "
+            "FROM generate_series(1, 2000)").format(table(app)))
+        conn.execute(sql.SQL("ANALYZE {}").format(table(app)))
+        conn.execute(sql.SQL("UPDATE {} SET status = 'active', attempts = 1, worker_id = 'w'")
+                     .format(table(app)))
+    ids = list(range(1, 201))
+    plan = explain_generic(app, "job_complete_many", {
+        "ids": ids, "attempts": [1] * 200, "statuses": ["complete"] * 200,
+        "results": ["null"] * 200, "errors": [None] * 200, "delays": [0.0] * 200,
+        "worker": "w", "channel": app.channel})
+    assert f"{app.config.prefix}_jobs_active_idx" not in plan, plan
+    assert f"Index Scan using {app.config.prefix}_jobs_pkey" in plan, plan
