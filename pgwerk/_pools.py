@@ -284,6 +284,8 @@ class _Child:
                 # Pipes of the siblings forked before this child: holding their write ends
                 # would keep them from ever seeing EOF on their job pipe (and so exiting).
                 for sibling in [*pool._idle, *pool._busy.values()]:
+                    if {sibling.jobs_fd, sibling.results_fd} & {jobs_r, results_w}:
+                        continue  # a number reused for this child's own pipes
                     sibling.close()
                 _child_main(pool.app, pool.worker, jobs_r, results_w, first)
             except BaseException:
@@ -311,7 +313,12 @@ class _Child:
         return f"the child process exited with code {os.WEXITSTATUS(status)}"
 
     def close(self) -> None:
-        for fd in (self.jobs_fd, self.results_fd):
+        # Forget the numbers before closing them: a child forked meanwhile (which closes
+        # the pipes of its siblings) must never see a number the OS may already reuse.
+        fds, self.jobs_fd, self.results_fd = (self.jobs_fd, self.results_fd), -1, -1
+        for fd in fds:
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:

@@ -134,8 +134,8 @@ def sleep_in_c(ctx: Context, seconds: float) -> str:
 def sleep_with_alarm_blocked(ctx: Context, seconds: float) -> str:
     """Blocks SIGALRM, then sleeps: stands in for C code that never gives the interpreter a
     chance to run a signal handler, so only a kill can stop it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # first, before the alarm
     record_event(ctx.app, ctx.job.id, "sleep-start")
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
     time.sleep(seconds)
     return "slept"
 

@@ -5,6 +5,7 @@ interrupted is killed."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from tests import worker_jobs
 from tests.worker_support import (
     WorkerProcess,
     create_events_table,
+    events,
     seconds_between,
+    wait_all_terminal,
     wait_status,
     worker_processes,
 )
@@ -68,3 +71,33 @@ def test_timeouts__fork_pool_worker_kills_a_child_that_ignores_the_alarm(
     assert "SIGKILL" in (killed.error or "") and "grace period" in (killed.error or "")
     assert "exceeded its timeout" in (alarmed.error or "")
     assert "killed" not in (alarmed.error or "")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "deadlock: in a worker that owns its main thread, deadline actions run inside the "
+    "SIGALRM handler on the main thread. ProcessPool._kill takes the pool lock, which the "
+    "main thread holds while it forks a child in ProcessPool.submit; an alarm landing "
+    "then freezes the worker for good (also SIGTERM). Fix: fire deadline actions from a "
+    "thread (e.g. the alarm only wakes the watcher thread) in the worker process."))
+def test_timeouts__fork_pool_worker_keeps_going_when_timeouts_expire_while_it_forks(
+        app: Werk, pg_dsn: str, tmp_path: Path) -> None:
+    jobs = [app.enqueue(worker_jobs.sleep_with_alarm_blocked, seconds=3600, _timeout=0.2)
+            if i % 10 == 0 else app.enqueue(worker_jobs.double, i) for i in range(300)]
+    worker = WorkerProcess(pg_dsn, app.config.schema, tmp_path, pool="fork", concurrency=8,
+                           timeout_grace=0.01)
+    try:
+        with worker_processes(worker):
+            done = wait_all_terminal(app, [j for j in jobs if j], timeout=30)
+            worker.signal(signal.SIGTERM)
+            assert worker.wait(20) == 0, worker.output()
+    finally:
+        # A frozen worker never kills its stuck children: do it here.
+        for event in events(app, "sleep-start"):
+            try:
+                os.kill(event["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    assert sum(j.status is JobStatus.Complete for j in done) == 270
+    assert sum(j.status is JobStatus.Failed for j in done) == 30

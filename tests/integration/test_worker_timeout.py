@@ -5,6 +5,7 @@ fork pool the child gets SIGALRM, then SIGKILL. A child that dies fails only its
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.worker_support import (
     events,
     running_worker,
     seconds_between,
+    wait_all_terminal,
     wait_status,
 )
 
@@ -170,3 +172,26 @@ def test_worker__a_child_that_dies_fails_only_its_own_job(
 
     assert expected in (done.error or "")
     assert results == [0, 2, 4, 6]
+
+
+def test_worker__fork_pool_keeps_up_with_many_jobs_while_timed_out_children_are_killed(
+        app: Werk) -> None:
+    # Children are forked while others are reaped and killed: the pipes of a child must
+    # never be mixed up with those of a sibling (reused descriptor numbers).
+    jobs = [app.enqueue(worker_jobs.sleep_with_alarm_blocked, seconds=3600, _timeout=0.2)
+            if i % 10 == 0 else app.enqueue(worker_jobs.double, i) for i in range(300)]
+    try:
+        with running_worker(app, pool="fork", concurrency=8, timeout_grace=0.01):
+            done = wait_all_terminal(app, [j for j in jobs if j], timeout=60)
+    finally:
+        for event in events(app, "sleep-start"):  # should all be dead; make sure
+            try:
+                os.kill(event["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    failed = [j for j in done if j.status is JobStatus.Failed]
+    assert len(failed) == 30
+    assert all("SIGKILL" in (j.error or "") for j in failed)
+    assert [j.result for j in done if j.status is JobStatus.Complete] == [
+        2 * i for i in range(300) if i % 10]
