@@ -65,10 +65,15 @@ class ExecutionPool(Protocol):
 class _Slot:
     """One job running in one thread."""
 
-    __slots__ = ("job", "thread_id", "in_handler", "done", "abandoned", "deadline", "grace")
+    __slots__ = ("job", "thread_id", "in_handler", "done", "abandoned", "deadline", "grace",
+                 "gate")
 
     def __init__(self, job: Job, thread_id: int) -> None:
         self.job = job
+        # Held while checking that the handler still runs and raising into its thread, and
+        # while the thread marks the handler as returned: an interruption can then never
+        # land in the code that records the outcome, or in the thread's next job.
+        self.gate = threading.Lock()
         self.thread_id = thread_id
         self.in_handler = True
         self.done = False
@@ -120,26 +125,27 @@ class ThreadPool:
     def abort(self, job_id: int) -> bool:
         with self._lock:
             slot = self._running.get(job_id)
-        if slot is None or not slot.in_handler:
-            return False
-        return raise_in_thread(slot.thread_id, JobAborted)
+        return slot is not None and self._interrupt(slot, JobAborted)
 
     def interrupt(self) -> list[int]:
         with self._lock:
             slots = list(self._running.values())
         for slot in slots:
-            if slot.in_handler:
-                raise_in_thread(slot.thread_id, WorkerShutdown)
+            self._interrupt(slot, WorkerShutdown)
         return [slot.job.id for slot in slots]
+
+    @staticmethod
+    def _interrupt(slot: _Slot, exc_type: type[BaseException]) -> bool:
+        with slot.gate:
+            return slot.in_handler and raise_in_thread(slot.thread_id, exc_type)
 
     def stop(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
 
     def _expire(self, slot: _Slot) -> None:
-        if slot.done or not slot.in_handler:
+        if slot.done or not self._interrupt(slot, JobTimeout):
             return
-        raise_in_thread(slot.thread_id, JobTimeout)
         slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot))
 
     def _abandon(self, slot: _Slot) -> None:
@@ -182,7 +188,8 @@ class ThreadPool:
             slot.deadline = self.watcher.add(job.timeout, lambda: self._expire(slot))
 
         def handler_done() -> None:
-            slot.in_handler = False
+            with slot.gate:
+                slot.in_handler = False
             self.watcher.cancel(slot.deadline)
 
         outcome: Outcome | None = None
@@ -253,7 +260,8 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
                 return
         deadline = None
         if job.timeout:
-            deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout))
+            deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout),
+                                   signal_safe=True)
         try:
             outcome = execute(app, worker, job, functools.partial(watcher.cancel, deadline))
         except (JobTimeout, JobAborted, WorkerShutdown) as exc:
@@ -296,8 +304,8 @@ class _Child:
         os.close(jobs_r)
         os.close(results_w)
         self.pid = pid
-        self.jobs_fd = jobs_w
-        self.results_fd = results_r
+        self.jobs_fd: int = jobs_w
+        self.results_fd: int = results_r
         self.job: Job | None = first
         self.kill_reason: str | None = None
         self.deadline: Deadline | None = None

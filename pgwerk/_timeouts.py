@@ -10,6 +10,7 @@ import ctypes
 import heapq
 import itertools
 import logging
+import queue
 import signal
 import threading
 import time
@@ -40,14 +41,17 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
 class Deadline:
     """An action due at a monotonic time; fires at most once unless cancelled first."""
 
-    __slots__ = ("at", "action", "cancelled", "fired", "seq")
+    __slots__ = ("at", "action", "cancelled", "fired", "handed_on", "seq", "signal_safe")
 
-    def __init__(self, at: float, action: Callable[[], object], seq: int) -> None:
+    def __init__(self, at: float, action: Callable[[], object], seq: int,
+                 signal_safe: bool = False) -> None:
         self.at = at
         self.action = action
         self.cancelled = False
         self.fired = False
+        self.handed_on = False
         self.seq = seq
+        self.signal_safe = signal_safe
 
     def __lt__(self, other: Deadline) -> bool:
         return (self.at, self.seq) < (other.at, other.seq)
@@ -63,7 +67,13 @@ class Deadline:
 
 
 class DeadlineWatcher:
-    """Fires ``Deadline`` actions on time, from SIGALRM or from a watcher thread."""
+    """Fires ``Deadline`` actions on time, from SIGALRM or from a watcher thread.
+
+    With SIGALRM the handler runs on the main thread, between two of its bytecodes, while
+    that thread may hold any lock: only actions added with ``signal_safe=True`` (which take
+    no lock, such as raising into a thread) run inside the handler. The others are handed
+    to a runner thread through a queue whose ``put`` is safe there.
+    """
 
     def __init__(self, use_signal: bool | None = None) -> None:
         main = threading.current_thread() is threading.main_thread()
@@ -76,10 +86,15 @@ class DeadlineWatcher:
         self._thread: threading.Thread | None = None
         self._running = False
         self._previous_handler: object = None
+        self._handed: queue.SimpleQueue[Deadline | None] = queue.SimpleQueue()
+        self._runner: threading.Thread | None = None
 
     def start(self) -> None:
         self._running = True
         if self.use_signal:
+            self._runner = threading.Thread(target=self._run_handed, name="pgwerk-deadlines",
+                                            daemon=True)
+            self._runner.start()
             self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
         else:
             self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines",
@@ -94,12 +109,18 @@ class DeadlineWatcher:
             signal.setitimer(signal.ITIMER_REAL, 0)
             if self._previous_handler is not None:
                 signal.signal(signal.SIGALRM, self._previous_handler)  # type: ignore[arg-type]
+            self._handed.put(None)
+            if self._runner is not None:
+                self._runner.join(timeout=2.0)
         elif self._thread is not None:
             self._thread.join(timeout=2.0)
 
-    def add(self, delay: float, action: Callable[[], object]) -> Deadline:
-        """Run ``action`` after ``delay`` seconds (from the alarm handler or the watcher)."""
-        deadline = Deadline(time.monotonic() + max(0.0, delay), action, next(self._seq))
+    def add(self, delay: float, action: Callable[[], object], *,
+            signal_safe: bool = False) -> Deadline:
+        """Run ``action`` after ``delay`` seconds. ``signal_safe`` actions may run inside
+        the alarm handler; others always run on a thread of the watcher's own."""
+        deadline = Deadline(time.monotonic() + max(0.0, delay), action, next(self._seq),
+                            signal_safe)
         with self._lock:
             heapq.heappush(self._heap, deadline)
             self._snapshot = tuple(self._heap)
@@ -121,7 +142,7 @@ class DeadlineWatcher:
         self._snapshot = tuple(self._heap)
 
     def _arm(self) -> None:
-        pending = [d for d in self._snapshot if not (d.cancelled or d.fired)]
+        pending = [d for d in self._snapshot if not (d.cancelled or d.fired or d.handed_on)]
         if not pending:
             signal.setitimer(signal.ITIMER_REAL, 0)
             return
@@ -133,10 +154,22 @@ class DeadlineWatcher:
         # which the interrupted code may hold. It reads the immutable snapshot instead.
         now = time.monotonic()
         for deadline in self._snapshot:
-            if deadline.at <= now:
+            if deadline.at > now or deadline.fired or deadline.cancelled:
+                continue
+            if deadline.signal_safe:
                 deadline.fire()
+            elif not deadline.handed_on:
+                deadline.handed_on = True
+                self._handed.put(deadline)
         if self._running:
             self._arm()
+
+    def _run_handed(self) -> None:
+        while True:
+            deadline = self._handed.get()
+            if deadline is None:
+                return
+            deadline.fire()
 
     def _watch(self) -> None:
         with self._lock:

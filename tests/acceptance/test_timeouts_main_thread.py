@@ -74,12 +74,6 @@ def test_timeouts__fork_pool_worker_kills_a_child_that_ignores_the_alarm(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "deadlock: in a worker that owns its main thread, deadline actions run inside the "
-    "SIGALRM handler on the main thread. ProcessPool._kill takes the pool lock, which the "
-    "main thread holds while it forks a child in ProcessPool.submit; an alarm landing "
-    "then freezes the worker for good (also SIGTERM). Fix: fire deadline actions from a "
-    "thread (e.g. the alarm only wakes the watcher thread) in the worker process."))
 def test_timeouts__fork_pool_worker_keeps_going_when_timeouts_expire_while_it_forks(
         app: Werk, pg_dsn: str, tmp_path: Path) -> None:
     jobs = [app.enqueue(worker_jobs.sleep_with_alarm_blocked, seconds=3600, _timeout=0.2)
