@@ -43,6 +43,7 @@ class Outcome:
     error: str | None = None
     duration: float = 0.0
     exception: BaseException | None = None
+    retryable: bool = True  # False when no retry could succeed (bad payload, no handler)
 
 
 @dataclass(frozen=True)
@@ -165,11 +166,12 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     hooks = worker.hooks if worker is not None else None
     try:
         if job.payload_error:
-            return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", duration=0.0)
+            return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
         try:
             func = load_handler(job.function)
         except HandlerNotFound as exc:
-            return Outcome(ERROR, error=f"pgwerk: {exc}", duration=0.0, exception=exc)
+            # Retried per policy: during a deploy another worker may already have the code.
+            return Outcome(ERROR, error=f"pgwerk: {exc}", exception=exc)
         if hooks:
             _call_hook("before_process", hooks.before_process, ctx)
         try:
@@ -233,7 +235,7 @@ def settle(job: Job, outcome: Outcome) -> Settlement:
     if outcome.kind == INTERRUPTED:
         return Settlement("released", None, outcome.error)
     spent = job.attempts - job.lost
-    if spent < job.max_attempts:
+    if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0
         return Settlement("scheduled" if delay > 0 else "queued", None, outcome.error, delay)

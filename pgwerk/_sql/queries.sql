@@ -414,7 +414,8 @@ WITH lost AS (
                AND j.heartbeat_at < now() - make_interval(secs => j.heartbeat * 3))
            OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL
                AND j.started_at < now() - make_interval(
-                   secs => greatest(%(max_active)s::float8, coalesce(j.timeout, 0) + 60))))
+                   secs => CASE WHEN j.timeout IS NULL THEN %(max_active)s::float8
+                                ELSE greatest(%(max_active)s::float8, j.timeout + 60) END)))
     FOR UPDATE OF j SKIP LOCKED
 ),
 history AS (

@@ -29,6 +29,7 @@ def test_worker__undecodable_payload_fails_only_that_job(app: Werk, pool: str) -
     assert broken.status is JobStatus.Failed
     assert "payload cannot be decoded" in (broken.error or "")
     assert "JSONSerializer" in (broken.error or "")
+    assert broken.attempts == 1  # _retry=2, but no retry could decode it
 
 
 @pytest.mark.parametrize("pool", POOLS)
