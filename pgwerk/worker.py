@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -183,6 +183,9 @@ class Worker:
         self._watcher: DeadlineWatcher | None = None
         self._completions = _Completions(self)
         self._heartbeat_jobs: dict[int, float] = {}
+        # Jobs claimed and not yet recorded (buffered, running, or waiting to be written).
+        self._held: set[int] = set()
+        self._unknown: set[int] = set()
         self._lock = threading.Lock()
         self.processed = 0
 
@@ -317,6 +320,8 @@ class Worker:
                 logger.warning("database unreachable (%s); retrying in %.1fs", exc, pause)
                 self._stopping.wait(pause)
                 continue
+            with self._lock:
+                self._held.update(job.id for job in claimed)
             for job in claimed:
                 if self.metrics is not None:
                     self.metrics.job_started(job)
@@ -478,6 +483,25 @@ class Worker:
             for job_id in row["aborting"]:
                 if job_id in running:
                     self._pool.abort(job_id)
+        self._release_unknown(set(row["held"]))
+
+    def _release_unknown(self, in_database: set[int]) -> None:
+        """Jobs the database says this worker holds but it does not know of: a claim whose
+        answer was lost with the connection. Seen at two heartbeats in a row (a claim may
+        be on its way back at the first), they are put back for any worker to run."""
+        with self._lock:
+            unknown = in_database - self._held
+            orphans, self._unknown = unknown & self._unknown, unknown
+        if orphans:
+            logger.warning("job(s) %s are held by this worker in the database but not here "
+                           "(a claim's answer was lost); putting them back",
+                           ", ".join(map(str, sorted(orphans))))
+            self._completions.release_ids(sorted(orphans))
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """These jobs are recorded (or released): no longer held by this worker."""
+        with self._lock:
+            self._held.difference_update(ids)
 
 
 class _Completions:
@@ -548,7 +572,9 @@ class _Completions:
             self._record(batch, releases)
         except UNREACHABLE:
             logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
-                         "those jobs will be rescued and run again", len(batch), self.GIVE_UP)
+                         "those jobs will be put back and run again", len(batch), self.GIVE_UP)
+            # Unknown to this worker from now on: its heartbeat puts them back.
+            self.worker.forget([job.id for job, _ in batch] + releases)
 
     def _record(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
         retrying = tenacity.Retrying(
@@ -563,6 +589,7 @@ class _Completions:
         if releases:
             retrying(app.fetch, "job_release_many",
                      {"ids": releases, "worker": worker.id, "channel": app.channel})
+            worker.forget(releases)
         if not batch:
             return
         params = {
@@ -576,6 +603,7 @@ class _Completions:
             "channel": app.channel,
         }
         rows = retrying(app.fetch, "job_complete_many", params)
+        worker.forget(job.id for job, _ in batch)
         recorded = {row["id"] for row in rows}
         if len(recorded) < len(batch):
             lost = [job.id for job, _ in batch if job.id not in recorded]

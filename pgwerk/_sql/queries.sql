@@ -310,7 +310,8 @@ SELECT (SELECT count(*) FROM staged) AS staged,
 
 -- name: job_heartbeat_many
 -- A worker's heartbeat: renew itself and its heartbeating jobs; learn which of its jobs
--- were asked to abort and whether it is still registered.
+-- were asked to abort, which jobs the database says it holds, and whether it is still
+-- registered.
 WITH me AS (
     UPDATE {T:workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ),
@@ -323,7 +324,9 @@ beat AS (
 SELECT (SELECT count(*) FROM me) AS registered,
        (SELECT count(*) FROM beat) AS renewed,
        ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
-           AS aborting;
+           AS aborting,
+       ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s
+             AND status IN ('active', 'aborting')) AS held;
 
 -- name: deps_resolve
 -- Promote or fail waiting jobs whose dependencies have all ended. With %(ids)s NULL every
