@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 PRUNE_BATCH = 10_000
 FORGET_WORKERS_AFTER = 86_400.0
+VACUUM_INTERVAL = 30.0  # seconds at least between two vacuums of the jobs table
 
 
 def _fetch(conn: psycopg.Connection[Any], query: bytes,
@@ -69,6 +70,21 @@ def forget_workers(app: Werk, conn: psycopg.Connection[Any]) -> int:
     return cur.rowcount
 
 
+def vacuum_jobs(app: Werk, conn: psycopg.Connection[Any]) -> int:
+    """VACUUM the jobs table when dead rows piled up (outside any transaction). Returns 1
+    if it ran. A role that does not own the table cannot: that is logged once per pass."""
+    rows = _fetch(conn, app.queries["sweep_vacuum_due"], {"min_interval": VACUUM_INTERVAL})
+    if not rows or not rows[0]["due"]:
+        return 0
+    try:
+        conn.execute(app.queries["sweep_vacuum"])
+    except psycopg.errors.InsufficientPrivilege as exc:
+        logger.warning("cannot vacuum the jobs table (%s); leave it to autovacuum", exc)
+        return 0
+    logger.info("vacuumed the jobs table (%s dead rows)", rows[0]["dead"])
+    return 1
+
+
 def leader_lock_key(app: Werk) -> int:
     return zlib.crc32(f"pgwerk:sweep:{app.config.schema}.{app.config.prefix}".encode())
 
@@ -81,12 +97,15 @@ def run_sweep(app: Werk) -> dict[str, int]:
             leader = _fetch(conn, app.queries["sweep_lock"], {"lock": leader_lock_key(app)})
             if not leader[0]["leader"]:
                 return {}
-            return {
+            counts = {
                 "rescued": rescue_orphans(app, conn),
                 "expired": expire_jobs(app, conn),
                 "resolved": resolve_waiting(app, conn),
                 "pruned": prune_jobs(app, conn),
                 "workers_forgotten": forget_workers(app, conn),
             }
+        # VACUUM cannot run in a transaction; two leaders in a row at worst both check.
+        counts["vacuumed"] = vacuum_jobs(app, conn)
+        return counts
 
     return app.db.run("sweep", go)

@@ -499,6 +499,19 @@ SELECT count(*) AS deleted FROM gone;
 -- Worker rows silent for a long time (their jobs were rescued long ago).
 DELETE FROM {T:workers} WHERE heartbeat_at < now() - make_interval(secs => %(older_than)s);
 
+-- name: sweep_vacuum_due
+-- Whether the jobs table has gathered enough dead rows to vacuum now: every claim and
+-- completion leaves one behind, and a queue table must not wait for autovacuum's next
+-- round (nor bloat without end where autovacuum is off).
+SELECT coalesce(s.n_dead_tup > 10000 + 0.1 * s.n_live_tup
+                AND coalesce(greatest(s.last_vacuum, s.last_autovacuum), '-infinity')
+                    < now() - make_interval(secs => %(min_interval)s), false) AS due,
+       s.n_dead_tup AS dead
+FROM pg_stat_user_tables s WHERE s.relid = {R:jobs}::regclass;
+
+-- name: sweep_vacuum
+VACUUM {T:jobs};
+
 -- name: queue_stats
 SELECT queue, status, count(*) AS count FROM {T:jobs} GROUP BY queue, status
 ORDER BY queue, status;

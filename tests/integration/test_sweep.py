@@ -122,3 +122,22 @@ def test_sweep__skips_when_another_process_is_sweeping(app: Werk) -> None:
 
 def test_sweep__on_an_empty_queue_changes_nothing(app: Werk) -> None:
     assert set(app.sweep().values()) == {0}
+
+
+def test_sweep__vacuums_the_jobs_table_once_dead_rows_pile_up(app: Werk) -> None:
+    from pgwerk._sweep import vacuum_jobs
+    from tests.helpers import eventually, query
+
+    with app.db.connection() as conn:
+        assert vacuum_jobs(app, conn) == 0  # nothing dead yet
+    query(app, "INSERT INTO {jobs} (function, status, payload) "
+               "SELECT 'tests.jobs.noop', 'complete', '{{}}' FROM generate_series(1, 30000)")
+    query(app, "DELETE FROM {jobs}")
+    dead = "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = %s::regclass"
+    name = f'"{app.config.schema}"."{app.config.prefix}_jobs"'
+    eventually(lambda: query(app, dead, (name,))[0]["n_dead_tup"] >= 30000, timeout=15)
+
+    assert app.sweep()["vacuumed"] == 1
+    assert query(app, "SELECT last_vacuum FROM pg_stat_user_tables "
+                      "WHERE relid = %s::regclass", (name,))[0]["last_vacuum"] is not None
+    assert app.sweep()["vacuumed"] == 0  # not again within the interval
