@@ -91,9 +91,11 @@ class Worker:
             abandoned (thread pool) or its child is killed (fork/process pools).
         name: worker id prefix (default: host name).
         prefetch: jobs a worker may claim beyond its free slots and hold until a slot
-            frees. 0 (the default) claims exactly the free slots; a few times
-            ``concurrency`` raises throughput of very short jobs, at the cost of those jobs
-            waiting behind this worker's running ones.
+            frees. 0 (the default) claims exactly the free slots, so a job's
+            ``started_at`` is when it really started and no job waits behind another.
+            ``"auto"`` holds about as many as this worker starts during two claim round
+            trips (none for jobs slower than a round trip, at most ``max(4 * concurrency,
+            32)``): much higher throughput for very short jobs. A number holds that many.
         metrics: a ``pgwerk.metrics.WorkerMetrics`` to update (the ``metrics`` extra).
 
     Example::
@@ -120,7 +122,7 @@ class Worker:
         timeout_grace: float = 2.0,
         name: str | None = None,
         flush_interval: float = 0.005,
-        prefetch: int = 0,
+        prefetch: int | str = 0,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if not isinstance(app, Werk):
@@ -164,11 +166,22 @@ class Worker:
         self.timeout_grace = seconds("timeout_grace", timeout_grace) or 0.0
         self.flush_interval = seconds("flush_interval", flush_interval) or 0.0
         self.dequeue_strategy = strategy
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an int >= 0, got {prefetch!r}")
+        if prefetch == "auto":
+            self._auto_prefetch: int | None = max(4 * concurrency, 32)
+            prefetch = 0
+        elif isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0 or 'auto', got {prefetch!r}")
+        else:
+            self._auto_prefetch = None
         self.prefetch = prefetch
+        # For prefetch="auto": moving averages of the claim round trip (s) and of the jobs
+        # this worker finishes per second between claims.
+        self._claim_rtt = 0.0
+        self._rate = 0.0
+        self._rate_mark = (time.monotonic(), 0)
         self.metrics = metrics
         self._buffer: collections.deque[Job] = collections.deque()
+        self._dispatch_lock = threading.Lock()
         self.hooks = Hooks(before_process, after_process, handlers)
         self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
@@ -263,9 +276,11 @@ class Worker:
         pool = self._pool
         assert pool is not None and self._watcher is not None
         deadline = time.monotonic() + self.shutdown_timeout
-        if self._buffer:  # claimed but never started: straight back to the queue
-            self._completions.release_ids([job.id for job in self._buffer])
+        with self._dispatch_lock:  # claimed but never started: straight back to the queue
+            held = [job.id for job in self._buffer]
             self._buffer.clear()
+        if held:
+            self._completions.release_ids(held)
         try:
             self.app.fetch("worker_stopping", {"id": self.id})
         except UNREACHABLE:
@@ -304,11 +319,13 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
+            self._dispatch()
             free = pool.free_slots()
-            while free > 0 and self._buffer:
-                pool.submit(self._buffer.popleft())
-                free -= 1
-            want = free + self.prefetch - len(self._buffer) if free > 0 else 0
+            want = free + self.prefetch - len(self._buffer)
+            # With prefetch, claim again once half of it has been handed out, not only when
+            # a slot is free: the next batch is then on its way while the buffer drains.
+            if free <= 0 and want < max(1, self.prefetch // 2):
+                want = 0
             try:
                 if time.monotonic() >= self._next_stage:
                     self._stage()
@@ -329,28 +346,55 @@ class Worker:
                     with self._lock:
                         self._heartbeat_jobs[job.id] = job.heartbeat
                     self._heartbeat_wake.set()
-                if free > 0:
-                    pool.submit(job)
-                    free -= 1
-                else:
-                    self._buffer.append(job)
+                self._buffer.append(job)
+            self._dispatch()
             if want and len(claimed) == want:
                 continue  # there may be more; claim again as soon as slots free up
-            if self.burst and not claimed and not self._buffer and self._idle():
+            # Only a claim that came back short says the queues are empty; with no slot
+            # free no claim was tried, and the running job may have just finished.
+            if self.burst and want and len(claimed) < want and not self._buffer \
+                    and self._idle():
                 logger.info("burst: queues empty, stopping")
                 break
             wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
             self._wake.wait(wait)
 
+    def _dispatch(self) -> None:
+        """Hand claimed jobs to free slots. Called by the claim loop and by each finished
+        job (so a slot refills at once, even while the loop waits for a claim)."""
+        pool = self._pool
+        assert pool is not None
+        with self._dispatch_lock:
+            free = pool.free_slots()
+            while free > 0 and self._buffer:
+                pool.submit(self._buffer.popleft())
+                free -= 1
+
     def _claim(self, limit: int) -> list[Job]:
         queues = self.queues
-        if self.dequeue_strategy is DequeueStrategy.RoundRobin and len(queues) > 1:
-            self._rotation = (self._rotation + 1) % len(queues)
+        round_robin = self.dequeue_strategy is DequeueStrategy.RoundRobin and len(queues) > 1
+        if round_robin:  # start after the queue of the last job claimed
             queues = queues[self._rotation:] + queues[:self._rotation]
+        started = time.monotonic()
         rows = self.app.db.fetch(
             "claim jobs", self.app.queries[f"job_claim_{self.dequeue_strategy.value}"],
             {"queues": queues, "limit": limit, "worker": self.id})
+        if self._auto_prefetch is not None:
+            self._adapt_prefetch(time.monotonic() - started)
+        if round_robin and rows:
+            self._rotation = (self.queues.index(rows[-1]["queue"]) + 1) % len(self.queues)
         return [job_from_row(row, self.app.serializer) for row in rows]
+
+    def _adapt_prefetch(self, rtt: float) -> None:
+        """prefetch="auto": hold what this worker finishes in two claim round trips."""
+        now, done = time.monotonic(), self.processed
+        then, done_then = self._rate_mark
+        self._rate_mark = (now, done)
+        if now > then:
+            self._rate = 0.5 * self._rate + 0.5 * (done - done_then) / (now - then)
+        self._claim_rtt = rtt if not self._claim_rtt else 0.5 * self._claim_rtt + 0.5 * rtt
+        assert self._auto_prefetch is not None
+        self.prefetch = min(self._auto_prefetch, int(2 * self._rate * self._claim_rtt))
 
     def _stage(self) -> None:
         rows = self.app.fetch("job_stage_scheduled", {"channel": self.app.channel})
@@ -403,6 +447,8 @@ class Worker:
             self._completions.add(job, settlement)
         if settlement.status == "scheduled":
             self.note_scheduled(settlement.delay)
+        if self._buffer and not self._stopping.is_set():
+            self._dispatch()
         self._wake.set()
         if outcome.kind == "success":
             logger.info("job %s %s complete in %.3fs", job.id, job.function, outcome.duration,

@@ -163,8 +163,9 @@ SELECT count(*) AS deleted FROM gone;
 -- name: job_claim
 -- Claim up to %(limit)s runnable jobs of the given queues. Per queue the claim index is
 -- walked in (priority DESC, id) order and stops after `limit` unlocked rows; the rows are
--- then merged in the worker's dequeue order. A job of a group enters only if the claim can
--- insert the group's row: the primary key of job_groups settles races between workers.
+-- then merged in the worker's dequeue order (and returned in it). A job of a group enters
+-- only if the claim can insert the group's row: the primary key of job_groups settles
+-- races between workers.
 WITH ranked AS (
     SELECT c.id, c.group_key, c.priority, q.pos,
         row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
@@ -181,9 +182,11 @@ WITH ranked AS (
     ) AS c
 ),
 picked AS (
-    SELECT id, group_key, priority FROM ranked
-    ORDER BY /*order*/ priority DESC, id
-    LIMIT %(limit)s
+    SELECT id, group_key, priority, ord FROM (
+        SELECT id, group_key, priority,
+            row_number() OVER (ORDER BY /*order*/ priority DESC, id) AS ord
+        FROM ranked) AS numbered
+    WHERE ord <= %(limit)s
 ),
 grouped AS (
     INSERT INTO {T:job_groups} (group_key, job_id)
@@ -192,12 +195,16 @@ grouped AS (
     ORDER BY group_key, priority DESC, id
     ON CONFLICT DO NOTHING
     RETURNING job_id
+),
+claimed AS (
+    UPDATE {T:jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+        heartbeat_at = now(), worker_id = %(worker)s, error = NULL
+    WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
+                   UNION ALL SELECT job_id FROM grouped)
+    RETURNING j.*
 )
-UPDATE {T:jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
-    heartbeat_at = now(), worker_id = %(worker)s, error = NULL
-WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
-               UNION ALL SELECT job_id FROM grouped)
-RETURNING j.*;
+-- In the order picked, so that the worker starts them in that order.
+SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY picked.ord;
 
 -- name: job_complete_many
 -- Record the outcome of a batch of attempts. Each write is guarded by ownership of the
