@@ -29,7 +29,15 @@ from pgwerk.job import (
     JobStatus,
     WorkerInfo,
 )
-from pgwerk.options import INSERT_COLUMNS, JobSpec, build_spec, params_from_call, seconds
+from pgwerk.options import (
+    INSERT_COLUMNS,
+    JobSpec,
+    build_spec,
+    params_from_call,
+    plain_spec,
+    plain_template,
+    seconds,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +91,7 @@ class Werk:
         self._listener = Listener(self._db, self.channel)
         self._waiters = Waiters()
         self._waiting_subscribed = False
+        self._plain: JobSpec | None = None
 
     def __repr__(self) -> str:
         return f"<Werk schema={self.config.schema!r} prefix={self.config.prefix!r}>"
@@ -149,8 +158,14 @@ class Werk:
         Returns:
             The stored ``Job``, or ``None`` when a job with the same ``_key`` exists.
         """
-        params, conn = params_from_call(func, args, kwargs)
-        return self.enqueue_specs([build_spec(params, self.config)], conn)[0]
+        for name in kwargs:
+            if name[:1] == "_":
+                params, conn = params_from_call(func, args, kwargs)
+                return self.enqueue_specs([build_spec(params, self.config)], conn)[0]
+        # No options: the common case, without re-validating the defaults every time.
+        if self._plain is None:
+            self._plain = plain_template(self.config)
+        return self.enqueue_specs([plain_spec(self._plain, func, args, kwargs, self.config)])[0]
 
     def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a

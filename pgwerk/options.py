@@ -263,6 +263,24 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
     return JobSpec(row=row, depends_on=_dependencies(params.depends_on))
 
 
+def plain_spec(template: JobSpec, func: Callable[..., Any] | str, args: tuple[Any, ...],
+               kwargs: dict[str, Any], config: WerkConfig) -> JobSpec:
+    """``build_spec`` for a call without any ``_option``: ``template`` is what
+    ``build_spec`` made once for such a call (see ``plain_template``); only the function and
+    the payload differ from one call to the next."""
+    function = function_path(func)
+    row = dict(template.row)
+    row["function"] = function
+    row["payload"] = encode_payload(config.serializer, function, args, kwargs)
+    return JobSpec(row=row)
+
+
+def plain_template(config: WerkConfig) -> JobSpec:
+    """The row of a job enqueued without options, made by ``build_spec`` itself so that the
+    fast path cannot drift from it."""
+    return build_spec(EnqueueParams(func="pgwerk.plain.template"), config)
+
+
 def params_from_call(
     func: Callable[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[EnqueueParams, Any]:

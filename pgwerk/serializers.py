@@ -20,8 +20,11 @@ class Serializer(Protocol):
 class JSONSerializer:
     """The default: JSON text. Payloads must be JSON-encodable (tuples come back as lists)."""
 
+    # json.dumps with options builds a new encoder on every call; build it once.
+    _encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
     def dumps(self, obj: Any) -> str:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+        return self._encode(obj)
 
     def loads(self, data: str) -> Any:
         return json.loads(data)
