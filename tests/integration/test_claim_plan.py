@@ -72,7 +72,7 @@ def nodes(plan: Any) -> Iterator[dict[str, Any]]:
 
 def under_lock_rows(plan: Any) -> list[dict[str, Any]]:
     """The nodes under LockRows: how the claim finds the jobs it takes."""
-    found = []
+    found: list[dict[str, Any]] = []
     for node in nodes(plan):
         if node["Node Type"] == "LockRows":
             found.extend(nodes([{"Plan": node}]))
