@@ -411,12 +411,11 @@ class Werk:
 
         Returns False when the job already started or ended. Raises ``JobNotFound``."""
         job_id = _job_id(job_id)
-        rows = self.fetch("job_cancel", {"ids": [job_id]})
+        rows = self.fetch("job_cancel", {"ids": [job_id], "channel": self.channel})
         if not rows:
             self._exists_or_raise(job_id)
             return False
         self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
-        self._notify_done([job_id])
         return True
 
     def abort_job(self, job_id: int) -> bool:
@@ -529,9 +528,8 @@ class Werk:
         ids = [r["id"] for r in self.fetch("job_cancel_select", {"queue": queue})]
         if not ids:
             return 0
-        rows = self.fetch("job_cancel", {"ids": ids})
+        rows = self.fetch("job_cancel", {"ids": ids, "channel": self.channel})
         self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
-        self._notify_done([r["id"] for r in rows])
         return len(rows)
 
     def truncate(self) -> None:
@@ -552,11 +550,6 @@ class Werk:
             ids = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
         return total
 
-    def _notify_done(self, ids: list[int]) -> None:
-        if ids:
-            payload = "d:" + ",".join(map(str, ids))
-            self.fetch_via_pool(b"SELECT pg_notify(%(channel)s, %(payload)s)",
-                                {"channel": self.channel, "payload": payload})
 
 
 def _job_id(job: Job | int) -> int:

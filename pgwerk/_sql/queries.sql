@@ -89,12 +89,19 @@ FROM {T:job_deps} d LEFT JOIN {T:jobs} j ON j.id = d.depends_on
 WHERE d.job_id = %(id)s ORDER BY d.depends_on;
 
 -- name: job_cancel
--- Stop jobs that have not started; they end 'aborted'.
-UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
-    error = 'cancelled before it started',
-    purge_at = now() + make_interval(secs => failure_ttl)
-WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
-RETURNING id, status, queue, has_dependents;
+-- Stop jobs that have not started; they end 'aborted' (and waiters are told).
+WITH cancelled AS (
+    UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
+        error = 'cancelled before it started',
+        purge_at = now() + make_interval(secs => failure_ttl)
+    WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
+    RETURNING id, status, queue, has_dependents
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    FROM cancelled HAVING count(*) > 0
+)
+SELECT cancelled.* FROM cancelled CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: job_abort
 -- Ask the worker running a job to stop it; the worker ends it 'aborted'.
