@@ -143,8 +143,9 @@ class Listener:
 
 
 class Waiters:
-    """Callers blocked until some jobs end, woken by ``d:`` notifications (and by every
-    reconnect of the listener, since notifications may have been missed)."""
+    """Callers blocked until some jobs end, woken by ``d:`` notifications naming them, by
+    ``d:*`` (more jobs ended than one notice can name) and by every reconnect of the
+    listener (notifications may have been missed)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,7 +171,7 @@ class Waiters:
                         del self._by_id[job_id]
 
     def notify(self, payload: str | None) -> None:
-        if payload is None:
+        if payload is None or payload == "d:*":  # a reconnect, or too many ids to name
             with self._lock:
                 events = list(self._events)
         elif payload.startswith("d:"):

@@ -1,5 +1,9 @@
 -- Every statement pgwerk runs, one named block each (noun first, so related statements
 -- sort together). Tokens as in migrations/; parameters are psycopg's %(name)s.
+-- Notices of ended jobs ('d:' and their ids) name at most 300 ids: PostgreSQL refuses a
+-- payload over 8,000 bytes. Past that, 'd:*' tells every waiter to look again.
+-- CTEs that only send notices are joined into the final SELECT (count(*)) so that they
+-- run: PostgreSQL skips a data-modifying-free CTE nobody reads.
 -- The terminal statuses are: 'complete', 'failed', 'aborted', 'expired'.
 
 -- name: job_insert
@@ -98,7 +102,8 @@ WITH cancelled AS (
     RETURNING id, status, queue, has_dependents
 ),
 told AS (
-    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
     FROM cancelled HAVING count(*) > 0
 )
 SELECT cancelled.* FROM cancelled CROSS JOIN (SELECT count(*) FROM told) AS t;
@@ -272,7 +277,8 @@ wake AS (
           WHERE status = 'queued' OR group_key IS NOT NULL) AS q
 ),
 told AS (
-    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
     FROM ended WHERE status NOT IN ('queued', 'scheduled')
     HAVING count(*) > 0
 )
@@ -383,7 +389,8 @@ wake AS (
     FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') AS q
 ),
 told AS (
-    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
     FROM upd WHERE status = 'failed' HAVING count(*) > 0
 )
 SELECT upd.id, upd.status, upd.has_dependents FROM upd
@@ -465,7 +472,8 @@ wake AS (
     FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') AS q
 ),
 told AS (
-    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
     FROM upd WHERE status <> 'queued' HAVING count(*) > 0
 )
 SELECT upd.id, upd.status, upd.has_dependents FROM upd
@@ -494,7 +502,8 @@ upd AS (
     RETURNING j.id, j.status, j.has_dependents
 ),
 told AS (
-    SELECT pg_notify(%(channel)s, 'd:' || string_agg(id::text, ','))
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
     FROM upd HAVING count(*) > 0
 )
 SELECT upd.id, upd.status, upd.has_dependents FROM upd
