@@ -12,6 +12,7 @@ from pgwerk.exceptions import (
     JobTimeout,
     SchemaError,
     WerkError,
+    WorkerFailed,
     WorkerShutdown,
 )
 from pgwerk.job import (
@@ -58,5 +59,6 @@ __all__ = [
     "WerkError",
     "Worker",
     "WorkerInfo",
+    "WorkerFailed",
     "WorkerShutdown",
 ]

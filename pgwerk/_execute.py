@@ -63,18 +63,28 @@ class HandlerNotFound(Exception):
 
 @lru_cache(maxsize=1024)
 def load_handler(path: str) -> Callable[..., Any]:
-    """Import ``package.module.function`` (or ``module.Class.method``)."""
+    """Import ``package.module.function`` (or ``module.Class.method``).
+
+    Raises ``HandlerNotFound`` whatever goes wrong, with the real cause: a module that
+    raises while it is imported, or that imports something missing, is named with its
+    own error, not as a missing attribute of its package.
+    """
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:split])
         try:
             target: Any = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name) and split > 1:
+            # Only "this module (or a parent) does not exist" means the split is wrong;
+            # anything else it could not find is a dependency missing inside it.
+            missing = exc.name or ""
+            if split > 1 and (module_name == missing or module_name.startswith(missing + ".")):
                 continue
-            if split > 1:
-                continue
-            raise HandlerNotFound(f"cannot import {path!r}: {exc}") from exc
+            raise HandlerNotFound(f"cannot import {path!r}: {_cause(exc)}") from exc
+        except Exception as exc:
+            raise HandlerNotFound(
+                f"cannot import {path!r}: module {module_name!r} failed to import: "
+                f"{_cause(exc)}") from exc
         try:
             for attr in parts[split:]:
                 target = getattr(target, attr)
@@ -84,6 +94,11 @@ def load_handler(path: str) -> Callable[..., Any]:
             raise HandlerNotFound(f"{path!r} is not callable")
         return target
     raise HandlerNotFound(f"cannot import {path!r}: no such module")
+
+
+def _cause(exc: BaseException) -> str:
+    """The exception and where it was raised, for a job's error text."""
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
 
 
 @lru_cache(maxsize=1024)
@@ -164,6 +179,7 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     start = time.monotonic()
     ctx = Context(app=app, job=job, worker=worker)
     hooks = worker.hooks if worker is not None else None
+    raised: BaseException | None = None
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
@@ -171,7 +187,7 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             func = load_handler(job.function)
         except HandlerNotFound as exc:
             # Retried per policy: during a deploy another worker may already have the code.
-            return Outcome(ERROR, error=f"pgwerk: {exc}", exception=exc)
+            return Outcome(ERROR, error=_printable(f"pgwerk: {exc}"), exception=exc)
         if hooks:
             _call_hook("before_process", hooks.before_process, ctx)
         try:
@@ -181,13 +197,17 @@ def execute(app: Werk, worker: Worker | None, job: Job,
                 if handler_done is not None:
                     handler_done()
         except JobTimeout as exc:
+            raised = exc
             return _failed(TIMEOUT, exc, start, f"JobTimeout: job {job.id} exceeded its timeout "
                                                 f"of {job.timeout}s")
         except JobAborted as exc:
+            raised = exc
             return _failed(ABORTED, exc, start, "JobAborted: aborted on request")
         except WorkerShutdown as exc:
+            raised = exc
             return _failed(INTERRUPTED, exc, start, "WorkerShutdown: the worker stopped")
         except BaseException as exc:  # noqa: B036 - a handler's SystemExit fails its job only
+            raised = exc
             outcome = _failed(ERROR, exc, start)
             if hooks:
                 _call_exception_handlers(hooks.on_exception, replace_ctx(ctx, exc))
@@ -197,10 +217,15 @@ def execute(app: Werk, worker: Worker | None, job: Job,
         except Exception as exc:
             return _failed(ERROR, exc, start, f"pgwerk: the result of {job.function} cannot be "
                                              f"encoded by {type(app.serializer).__name__}: {exc}")
+        if isinstance(text, str) and "\x00" in text:
+            return Outcome(ERROR, error=f"pgwerk: the result of {job.function} cannot be stored: "
+                                        "its encoded form holds a NUL character",
+                           duration=time.monotonic() - start, retryable=False)
         return Outcome(SUCCESS, result=text, duration=time.monotonic() - start)
     finally:
         if hooks:
-            _call_hook("after_process", hooks.after_process, ctx)
+            _call_hook("after_process", hooks.after_process,
+                       ctx if raised is None else replace_ctx(ctx, raised))
 
 
 def replace_ctx(ctx: Context, exc: BaseException) -> Context:
@@ -223,7 +248,13 @@ def _failed(kind: str, exc: BaseException, start: float, summary: str | None = N
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if summary:
         text = f"{text.rstrip()}\n{summary}\n" if kind == ERROR else f"{summary}\n{text}"
-    return Outcome(kind, error=text, duration=time.monotonic() - start, exception=exc)
+    return Outcome(kind, error=_printable(text), duration=time.monotonic() - start,
+                   exception=exc)
+
+
+def _printable(text: str) -> str:
+    """PostgreSQL's text cannot hold NUL: show it escaped instead."""
+    return text.replace("\x00", "\\x00")
 
 
 def settle(job: Job, outcome: Outcome) -> Settlement:
@@ -234,7 +265,7 @@ def settle(job: Job, outcome: Outcome) -> Settlement:
         return Settlement("aborted", None, outcome.error, callback="stopped")
     if outcome.kind == INTERRUPTED:
         return Settlement("released", None, outcome.error)
-    spent = job.attempts - job.lost
+    spent = job.attempts - job.lost - job.released
     if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0

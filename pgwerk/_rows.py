@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from pgwerk.job import CallbackRef, Job, JobStatus, Repeat
+
+T = TypeVar("T")
 
 
 def _json(value: Any) -> Any:
@@ -21,32 +23,56 @@ def _callback(data: Mapping[str, Any] | None, kind: str) -> CallbackRef | None:
     return CallbackRef(path=item["path"], timeout=item.get("timeout"))
 
 
+def _repeat(data: Any) -> tuple[Repeat | None, int]:
+    data = _json(data)
+    if not data:
+        return None, 0
+    return (Repeat(times=data["times"], intervals=data["intervals"] or None),
+            int(data.get("index", 0)))
+
+
+def _intervals(data: Any) -> tuple[float, ...]:
+    return tuple(float(i) for i in (_json(data) or ()))
+
+
+def _meta(data: Any) -> dict[str, Any]:
+    return dict(_json(data) or {})
+
+
+def _callbacks(data: Any) -> dict[str, CallbackRef | None]:
+    stored = _json(data)
+    return {kind: _callback(stored, kind) for kind in ("success", "failure", "stopped")}
+
+
 def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
-    """Build a ``Job``; a payload or result that cannot be decoded does not raise, it is
-    reported in ``payload_error`` (the worker fails such a job with that message)."""
-    payload_error = None
+    """Build a ``Job``. Nothing in the row's stored data makes this raise: a payload,
+    result or option that cannot be decoded (a row written by hand or by another version)
+    is reported in ``payload_error`` and left at its default; the worker fails such a job
+    with that message, and listings show it."""
+    problems: list[str] = []
+
+    def decode(what: str, fn: Callable[[Any], T], value: Any, default: T) -> T:
+        try:
+            return fn(value)
+        except Exception as exc:
+            serialized = what in ("payload", "result")
+            problems.append(f"{what} cannot be decoded{by if serialized else ''}: {exc!r}")
+            return default
+
+    by = f" by {type(serializer).__name__}"
+    payload = decode("payload", serializer.loads, row["payload"], None)
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
-    try:
-        payload = serializer.loads(row["payload"])
-        args = tuple(payload.get("args", ()))
-        kwargs = dict(payload.get("kwargs", {}))
-    except Exception as exc:
-        payload_error = f"payload cannot be decoded by {type(serializer).__name__}: {exc!r}"
+    if payload is not None:
+        args = decode("payload args", lambda p: tuple(p.get("args", ())), payload, ())
+        kwargs = decode("payload kwargs", lambda p: dict(p.get("kwargs", {})), payload, {})
     result = None
     if row.get("result") is not None:
-        try:
-            result = serializer.loads(row["result"])
-        except Exception as exc:
-            payload_error = f"result cannot be decoded by {type(serializer).__name__}: {exc!r}"
-    callbacks = _json(row.get("callbacks"))
-    repeat_data = _json(row.get("repeat"))
-    repeat = None
-    repeat_index = 0
-    if repeat_data:
-        repeat = Repeat(times=repeat_data["times"], intervals=repeat_data["intervals"] or None)
-        repeat_index = int(repeat_data.get("index", 0))
-    intervals = _json(row.get("retry_intervals")) or ()
+        result = decode("result", serializer.loads, row["result"], None)
+    no_callbacks: dict[str, CallbackRef | None] = {}
+    callbacks = decode("callbacks", _callbacks, row.get("callbacks"), no_callbacks)
+    no_repeat: tuple[Repeat | None, int] = (None, 0)
+    repeat, repeat_index = decode("repeat", _repeat, row.get("repeat"), no_repeat)
     return Job(
         id=row["id"],
         function=row["function"],
@@ -57,7 +83,7 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         kwargs=kwargs,
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
-        retry_intervals=tuple(float(i) for i in intervals),
+        retry_intervals=decode("retry_intervals", _intervals, row.get("retry_intervals"), ()),
         scheduled_at=row["scheduled_at"],
         enqueued_at=row["enqueued_at"],
         started_at=row.get("started_at"),
@@ -66,7 +92,7 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         expires_at=row.get("expires_at"),
         key=row.get("key"),
         group=row.get("group_key"),
-        meta=_json(row.get("meta")) or {},
+        meta=decode("meta", _meta, row.get("meta"), {}),
         result=result,
         error=row.get("error"),
         worker_id=row.get("worker_id"),
@@ -75,11 +101,12 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         result_ttl=row.get("result_ttl"),
         failure_ttl=row.get("failure_ttl"),
         failure_mode=row.get("failure_mode") or "hold",
-        on_success=_callback(callbacks, "success"),
-        on_failure=_callback(callbacks, "failure"),
-        on_stopped=_callback(callbacks, "stopped"),
+        on_success=callbacks.get("success"),
+        on_failure=callbacks.get("failure"),
+        on_stopped=callbacks.get("stopped"),
         repeat=repeat,
         repeat_index=repeat_index,
         lost=row.get("lost") or 0,
-        payload_error=payload_error,
+        released=row.get("released") or 0,
+        payload_error="; ".join(problems) or None,
     )

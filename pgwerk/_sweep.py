@@ -93,17 +93,24 @@ def run_sweep(app: Werk) -> dict[str, int]:
     """One pass of every step, if this process wins the sweep lock; else ``{}``."""
 
     def go(conn: psycopg.Connection[Any]) -> dict[str, int]:
-        with conn.transaction():
-            leader = _fetch(conn, app.queries["sweep_lock"], {"lock": leader_lock_key(app)})
-            if not leader[0]["leader"]:
-                return {}
-            counts = {
-                "rescued": rescue_orphans(app, conn),
-                "expired": expire_jobs(app, conn),
-                "resolved": resolve_waiting(app, conn),
-                "pruned": prune_jobs(app, conn),
-                "workers_forgotten": forget_workers(app, conn),
-            }
+        try:
+            with conn.transaction():
+                leader = _fetch(conn, app.queries["sweep_lock"], {"lock": leader_lock_key(app)})
+                if not leader[0]["leader"]:
+                    return {}
+                counts = {
+                    "rescued": rescue_orphans(app, conn),
+                    "expired": expire_jobs(app, conn),
+                    "resolved": resolve_waiting(app, conn),
+                    "pruned": prune_jobs(app, conn),
+                    "workers_forgotten": forget_workers(app, conn),
+                }
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+            # Rows locked by someone else for long, or a statement too slow: the pass is
+            # rolled back whole and the next one tries again.
+            logger.warning("sweep gave up (%s); the next pass tries again",
+                           str(exc).strip().splitlines()[0])
+            return {}
         # VACUUM cannot run in a transaction; two leaders in a row at worst both check.
         counts["vacuumed"] = vacuum_jobs(app, conn)
         return counts

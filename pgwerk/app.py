@@ -213,7 +213,8 @@ class Werk:
         if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision
             return [None]
         return [
-            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0}, self.serializer)
+            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0, "released": 0},
+                         self.serializer)
             if row["id"] is not None else None
             for spec, row in zip(specs, rows, strict=True)
         ]

@@ -46,6 +46,11 @@ class JobError(WerkError):
         self.job = job
 
 
+class WorkerFailed(WerkError):
+    """A part of a running worker (completion writer, heartbeat, sweep) died; the worker
+    stopped so that its supervisor can start a fresh one."""
+
+
 class DependencyFailed(WerkError):
     """A job's dependency ended without success and ``allow_failure`` was not set."""
 

@@ -235,6 +235,7 @@ class Job:
     repeat: Repeat | None = None
     repeat_index: int = 0
     lost: int = 0
+    released: int = 0
     payload_error: str | None = None
 
     @property

@@ -1,8 +1,11 @@
-"""``Worker``: registers, heartbeats, claims jobs in batches, hands them to an execution
-pool, records outcomes in batches, and drains on SIGTERM.
+"""``Worker``: registers, claims jobs in batches, hands them to an execution pool, and
+drains on SIGTERM.
 
-Threads of a running worker: the main loop (claims), the completion writer, the heartbeat
-(also sweeps and staging of aborts), the listener, and the execution pool's own.
+Threads of a running worker: the main loop (claims), the completion writer
+(``_completions``), the heartbeat (``_heartbeat``, on a connection of its own), the sweep,
+the listener, and the execution pool's own. Each background loop outlives any single bad
+item; if one dies anyway, the worker stops and ``run()`` raises ``WorkerFailed``, so that a
+supervisor restarts it rather than leaving it heartbeating with a dead part.
 """
 
 from __future__ import annotations
@@ -17,37 +20,32 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-import tenacity
-
-from pgwerk._db import CONNECTION_ERRORS
+from pgwerk._completions import CompletionWriter
 from pgwerk._execute import (
     Outcome,
-    Settlement,
     callback_ref,
     close_event_loop,
     job_after,
     run_callback,
     settle,
 )
+from pgwerk._heartbeat import UNREACHABLE, Heartbeat, registration
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
 from pgwerk.app import Werk
-from pgwerk.exceptions import DatabaseUnavailable, JobTimeout
-from pgwerk.job import CallbackRef, Context, Job
-from pgwerk.options import repeat_spec, seconds
+from pgwerk.exceptions import JobTimeout, WorkerFailed
+from pgwerk.job import CallbackRef, Context, Job, JobStatus
+from pgwerk.options import seconds
 
 if TYPE_CHECKING:
     from pgwerk.metrics import WorkerMetrics
 
 logger = logging.getLogger(__name__)
-
-#: What a worker rides out (and retries) instead of crashing.
-UNREACHABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 Hook = Callable[[Context], Any]
 
@@ -186,19 +184,24 @@ class Worker:
         self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
         self._stopping = threading.Event()
-        self._heartbeat_stop = threading.Event()
-        self._heartbeat_wake = threading.Event()
+        self._sweep_stop = threading.Event()
         self._immediate = threading.Event()
         self._wake = threading.Event()
         self._next_stage = 0.0
         self._rotation = 0
         self._pool: ExecutionPool | None = None
         self._watcher: DeadlineWatcher | None = None
-        self._completions = _Completions(self)
+        self._completions = CompletionWriter(self)
+        self._heartbeat = Heartbeat(self)
+        self._sweeper: threading.Thread | None = None
         self._heartbeat_jobs: dict[int, float] = {}
         # Jobs claimed and not yet recorded (buffered, running, or waiting to be written).
-        self._held: set[int] = set()
+        self._held: dict[int, Job] = {}
         self._unknown: set[int] = set()
+        # Attempts the database gave to someone else while they ran here: their outcome
+        # is dropped.
+        self._disowned: set[tuple[int, int]] = set()
+        self._failure: str | None = None
         self._lock = threading.Lock()
         self.processed = 0
 
@@ -228,6 +231,8 @@ class Worker:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self._failure is not None:
+            raise WorkerFailed(self._failure)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -259,28 +264,36 @@ class Worker:
         app.listener.subscribe(self._on_notification)
         app.listener.wait_ready(timeout=5.0)
         self._completions.start()
-        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name="pgwerk-heartbeat",
-                                           daemon=True)
         self._heartbeat.start()
+        self._sweeper = threading.Thread(target=self._sweep_loop, name="pgwerk-sweep",
+                                         daemon=True)
+        self._sweeper.start()
         logger.info("worker %s started: queues %s, %s pool x%d", self.id,
                     ",".join(self.queues), self.pool_kind, self.concurrency)
 
     def _register(self) -> None:
-        self.app.fetch("worker_register", {
-            "id": self.id, "hostname": socket.gethostname(), "pid": os.getpid(),
-            "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_kind,
-            "heartbeat_interval": self.heartbeat_interval,
-        })
+        self.app.fetch("worker_register", registration(self))
+
+    def _check_parts(self) -> None:
+        """A background loop that died stops the worker (``run()`` then raises)."""
+        parts = {"completion writer": self._completions.is_alive(),
+                 "heartbeat": self._heartbeat.is_alive(),
+                 "sweep": self._sweeper is not None and self._sweeper.is_alive()}
+        dead = [name for name, alive in parts.items() if not alive]
+        if dead and self._failure is None:
+            self._failure = f"the worker's {' and '.join(dead)} thread died; stopping"
+            logger.critical("%s (see the error logged above)", self._failure)
+            self.stop(now=True)
 
     def _drain(self) -> None:
         pool = self._pool
         assert pool is not None and self._watcher is not None
         deadline = time.monotonic() + self.shutdown_timeout
         with self._dispatch_lock:  # claimed but never started: straight back to the queue
-            held = [job.id for job in self._buffer]
+            held = list(self._buffer)
             self._buffer.clear()
-        if held:
-            self._completions.release_ids(held)
+        for job in held:
+            self._completions.release(job)
         try:
             self.app.fetch("worker_stopping", {"id": self.id})
         except UNREACHABLE:
@@ -296,14 +309,19 @@ class Worker:
             while pool.running_ids() and time.monotonic() < grace_end:
                 time.sleep(0.02)
             stuck = pool.running_ids()
-            if stuck:
-                self._completions.release_ids(stuck)
+            for job_id in stuck:
+                known = self._held.get(job_id)
+                if known is not None:
+                    self._completions.release(known)
+                else:
+                    self._completions.release_ids([job_id])
         pool.stop()
         self._completions.stop()
         self.app.listener.unsubscribe(self._on_notification)
-        self._heartbeat_stop.set()
-        self._heartbeat_wake.set()
-        self._heartbeat.join(timeout=5.0)
+        self._sweep_stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5.0)
+        self._heartbeat.stop()
         try:
             self.app.fetch("worker_unregister", {"id": self.id})
         except UNREACHABLE:
@@ -319,6 +337,7 @@ class Worker:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
+            self._check_parts()
             self._dispatch()
             free = pool.free_slots()
             want = free + self.prefetch - len(self._buffer)
@@ -337,15 +356,23 @@ class Worker:
                 logger.warning("database unreachable (%s); retrying in %.1fs", exc, pause)
                 self._stopping.wait(pause)
                 continue
+            except Exception:
+                # Not a bad row (those fail their own job): a statement the database
+                # refuses. Keep trying, slowly; the log says why.
+                failures += 1
+                pause = min(0.1 * 2 ** failures, 5.0)
+                logger.exception("claiming jobs failed; retrying in %.1fs", pause)
+                self._stopping.wait(pause)
+                continue
             with self._lock:
-                self._held.update(job.id for job in claimed)
+                self._held.update((job.id, job) for job in claimed)
             for job in claimed:
                 if self.metrics is not None:
                     self.metrics.job_started(job)
                 if job.heartbeat:
                     with self._lock:
                         self._heartbeat_jobs[job.id] = job.heartbeat
-                    self._heartbeat_wake.set()
+                    self._heartbeat.wake()
                 self._buffer.append(job)
             self._dispatch()
             if want and len(claimed) == want:
@@ -433,10 +460,25 @@ class Worker:
 
     # -- outcomes ------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Let the claim loop look again (a slot or an outcome was freed)."""
+        self._wake.set()
+
     def _on_done(self, job: Job, outcome: Outcome, inline: bool) -> None:
         with self._lock:
             self._heartbeat_jobs.pop(job.id, None)
             self.processed += 1
+            disowned = (job.id, job.attempts) in self._disowned
+            self._disowned.discard((job.id, job.attempts))
+        if disowned:
+            logger.warning("job %s: attempt %d ended here after the database gave the job to "
+                           "another worker; its outcome (%s) is dropped", job.id, job.attempts,
+                           outcome.kind, extra={"job_id": job.id})
+            self.forget([job.id])
+            if self._buffer and not self._stopping.is_set():
+                self._dispatch()
+            self._wake.set()
+            return
         settlement = settle(job, outcome)
         if self.metrics is not None:
             self.metrics.job_finished(job, outcome.kind, outcome.duration)
@@ -488,55 +530,72 @@ class Worker:
         finally:
             self._watcher.cancel(deadline)
 
+    def stopped_at_shutdown(self, job: Job) -> None:
+        """A job asked to abort was put back at shutdown and so ended ``aborted``: its
+        ``on_stopped`` callback runs as for any abort."""
+        ref = callback_ref(job, "stopped")
+        if ref is not None:
+            after = replace(job, status=JobStatus.Aborted,
+                            error="aborted: its worker shut down before the job stopped")
+            self._run_callback(after, ref, None)
+
     # -- heartbeat and sweep ---------------------------------------------------------------
 
-    def _heartbeat_loop(self) -> None:
-        next_sweep = time.monotonic() + self.sweep_interval * (0.5 + (os.getpid() % 50) / 100)
-        last_beat = time.monotonic()
-        while not self._heartbeat_stop.is_set():
-            with self._lock:
-                job_beats = dict(self._heartbeat_jobs)
-            interval = min([self.heartbeat_interval, *job_beats.values()])
-            wait = last_beat + interval - time.monotonic()
-            if wait > 0:
-                # Woken early when a job with a shorter _heartbeat starts: its renewals
-                # must keep its own pace from the first one, not the worker's interval.
-                self._heartbeat_wake.wait(wait)
-                self._heartbeat_wake.clear()
-                continue
-            last_beat = time.monotonic()
-            try:
-                self._beat(list(job_beats))
-                if time.monotonic() >= next_sweep:
-                    next_sweep = time.monotonic() + self.sweep_interval
-                    counts = self.app.sweep()
-                    if any(counts.values()):
-                        logger.info("sweep: %s", counts)
-            except UNREACHABLE as exc:
-                logger.warning("heartbeat failed: database unreachable (%s)", exc)
-            except Exception:
-                logger.exception("heartbeat failed")
+    def heartbeat_jobs(self) -> dict[int, float]:
+        """Running jobs with their own ``_heartbeat`` interval."""
+        with self._lock:
+            return dict(self._heartbeat_jobs)
 
-    def _beat(self, job_ids: list[int]) -> None:
-        rows = self.app.fetch("job_heartbeat_many", {"worker": self.id, "job_ids": job_ids})
-        row = rows[0]
-        if not row["registered"]:
-            logger.warning("worker %s was presumed dead (heartbeat too late); re-registering",
-                           self.id)
-            self._register()
+    def running_attempts(self) -> set[tuple[int, int]]:
+        """(job id, attempt) of every job running here now."""
+        assert self._pool is not None
+        with self._lock:
+            held = dict(self._held)
+        return {(job_id, held[job_id].attempts) for job_id in self._pool.running_ids()
+                if job_id in held}
+
+    def on_heartbeat(self, row: dict[str, Any], running_before: set[tuple[int, int]]) -> None:
+        """Act on what the database said: abort requests, jobs it says this worker holds
+        but it does not know of, and jobs running here that are no longer this worker's."""
         if row["aborting"] and self._pool is not None:
             running = set(self._pool.running_ids())
             for job_id in row["aborting"]:
                 if job_id in running:
                     self._pool.abort(job_id)
-        self._release_unknown(set(row["held"]))
+        held = {tuple(int(n) for n in item.split(":")) for item in row["held"]}
+        self._release_unknown({job_id for job_id, _ in held})
+        # Running both before and after the heartbeat's statement, so its outcome cannot
+        # have been written in between: if the database does not hold it, it was taken.
+        taken = (running_before & self.running_attempts()) - held
+        for job_id, attempt in sorted(taken):
+            with self._lock:
+                self._disowned.add((job_id, attempt))
+            logger.warning("job %s: the database no longer gives attempt %d to this worker "
+                           "(rescued after a late heartbeat, or changed by hand); "
+                           "interrupting it here", job_id, attempt, extra={"job_id": job_id})
+            assert self._pool is not None
+            self._pool.abort(job_id)
+
+    def _sweep_loop(self) -> None:
+        # Workers started together spread their first attempts over half an interval.
+        wait = self.sweep_interval * (0.5 + (os.getpid() % 50) / 100)
+        while not self._sweep_stop.wait(wait):
+            wait = self.sweep_interval
+            try:
+                counts = self.app.sweep()
+                if any(counts.values()):
+                    logger.info("sweep: %s", counts)
+            except UNREACHABLE as exc:
+                logger.warning("sweep failed: database unreachable (%s)", exc)
+            except Exception:
+                logger.exception("sweep failed; trying again in %.1fs", wait)
 
     def _release_unknown(self, in_database: set[int]) -> None:
         """Jobs the database says this worker holds but it does not know of: a claim whose
         answer was lost with the connection. Seen at two heartbeats in a row (a claim may
         be on its way back at the first), they are put back for any worker to run."""
         with self._lock:
-            unknown = in_database - self._held
+            unknown = in_database - self._held.keys()
             orphans, self._unknown = unknown & self._unknown, unknown
         if orphans:
             logger.warning("job(s) %s are held by this worker in the database but not here "
@@ -547,120 +606,5 @@ class Worker:
     def forget(self, ids: Iterable[int]) -> None:
         """These jobs are recorded (or released): no longer held by this worker."""
         with self._lock:
-            self._held.difference_update(ids)
-
-
-class _Completions:
-    """Writes outcomes in batches: one statement per batch, flushed within a few ms."""
-
-    MAX_BATCH = 500
-    GIVE_UP = 600.0  # seconds without a database before outcomes are left to the sweep
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.app = worker.app
-        self._cond = threading.Condition()
-        self._items: list[tuple[Job, Settlement]] = []
-        self._releases: list[int] = []
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def add(self, job: Job, settlement: Settlement) -> None:
-        with self._cond:
-            self._items.append((job, settlement))
-            if len(self._items) == 1 or len(self._items) >= self.MAX_BATCH:
-                self._cond.notify()
-
-    def release(self, job: Job) -> None:
-        self.release_ids([job.id])
-
-    def release_ids(self, ids: list[int]) -> None:
-        with self._cond:
-            self._releases.extend(ids)
-            self._cond.notify()
-
-    def idle(self) -> bool:
-        with self._cond:
-            return not (self._items or self._releases or self._busy)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        self._thread.join(timeout=60.0)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not (self._items or self._releases or self._stop):
-                    self._cond.wait()
-                if not (self._items or self._releases):
-                    return
-                if len(self._items) < self.MAX_BATCH and not self._stop:
-                    # Let a few more outcomes join this batch.
-                    self._cond.wait(self.worker.flush_interval)
-                batch, self._items = self._items[:self.MAX_BATCH], self._items[self.MAX_BATCH:]
-                releases, self._releases = self._releases, []
-                self._busy = True
-            try:
-                self._write(batch, releases)
-            finally:
-                with self._cond:
-                    self._busy = False
-                self.worker._wake.set()
-
-    def _write(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
-        try:
-            self._record(batch, releases)
-        except UNREACHABLE:
-            logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
-                         "those jobs will be put back and run again", len(batch), self.GIVE_UP)
-            # Unknown to this worker from now on: its heartbeat puts them back.
-            self.worker.forget([job.id for job, _ in batch] + releases)
-
-    def _record(self, batch: list[tuple[Job, Settlement]], releases: list[int]) -> None:
-        retrying = tenacity.Retrying(
-            wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
-            retry=tenacity.retry_if_exception_type(UNREACHABLE),
-            stop=tenacity.stop_after_delay(self.GIVE_UP),
-            before_sleep=lambda s: logger.warning(
-                "cannot record %d outcome(s): database unreachable; retrying", len(batch)),
-            reraise=True,
-        )
-        app, worker = self.app, self.worker
-        if releases:
-            retrying(app.fetch, "job_release_many",
-                     {"ids": releases, "worker": worker.id, "channel": app.channel})
-            worker.forget(releases)
-        if not batch:
-            return
-        params = {
-            "ids": [job.id for job, _ in batch],
-            "attempts": [job.attempts for job, _ in batch],
-            "statuses": [s.status for _, s in batch],
-            "results": [s.result for _, s in batch],
-            "errors": [s.error for _, s in batch],
-            "delays": [s.delay for _, s in batch],
-            "worker": worker.id,
-            "channel": app.channel,
-        }
-        rows = retrying(app.fetch, "job_complete_many", params)
-        worker.forget(job.id for job, _ in batch)
-        recorded = {row["id"] for row in rows}
-        if len(recorded) < len(batch):
-            lost = [job.id for job, _ in batch if job.id not in recorded]
-            logger.warning("outcome of job(s) %s not recorded: no longer owned by this worker "
-                           "(rescued by the sweep?)", ", ".join(map(str, lost)))
-        ended = [row["id"] for row in rows
-                 if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
-        if ended:
-            retrying(app.resolve_dependents, app.fetch_via_pool, ended)
-        repeats = [spec for job, s in batch
-                   if s.status == "complete" and job.id in recorded and job.repeat is not None
-                   for spec in [repeat_spec(job, app.serializer)] if spec is not None]
-        if repeats:
-            retrying(app.enqueue_specs, repeats)
+            for job_id in ids:
+                self._held.pop(job_id, None)

@@ -192,14 +192,16 @@ def block_first_attempt(ctx: Context, seconds: float = 120.0) -> str:
 
 def long_unless_put_back(ctx: Context, seconds: float = 60.0) -> str:
     """Runs ``seconds`` (in short sleeps, so interruptible) unless the job was put back
-    before (``lost`` > 0), then returns at once."""
-    record_event(ctx.app, ctx.job.id, "attempt", attempt=ctx.job.attempts, lost=ctx.job.lost)
-    if ctx.job.lost == 0:
+    before (lost with its worker, or released at a shutdown), then returns at once."""
+    job = ctx.job
+    record_event(ctx.app, job.id, "attempt", attempt=job.attempts, lost=job.lost,
+                 released=job.released)
+    if job.lost == 0 and job.released == 0:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             time.sleep(0.02)
         return "ran to the end"
-    return f"second run (lost={ctx.job.lost})"
+    return f"second run (lost={job.lost}, released={job.released})"
 
 
 def grouped_work(ctx: Context, seconds: float) -> None:
@@ -237,3 +239,11 @@ def callback_busy(ctx: Context) -> None:
     while time.monotonic() < end:
         pass
     record_event(ctx.app, ctx.job.id, "callback-busy-end")
+
+
+# -- outcomes that are hard to store ---------------------------------------------------------
+
+
+def fail_with_nul() -> None:
+    """Fails with a message PostgreSQL's text type cannot hold as it is."""
+    raise ValueError("bad byte \x00 in the middle")

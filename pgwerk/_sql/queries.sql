@@ -132,7 +132,7 @@ history AS (
 again AS (
     UPDATE {T:jobs} j SET status = 'queued', scheduled_at = now(), completed_at = NULL,
         started_at = NULL, purge_at = NULL, error = NULL, result = NULL, worker_id = NULL,
-        expires_at = NULL, max_attempts = j.attempts - j.lost + 1
+        expires_at = NULL, max_attempts = j.attempts - j.lost - j.released + 1
     FROM old WHERE j.id = old.id
     RETURNING j.id, j.queue
 ),
@@ -158,9 +158,9 @@ WHERE status IN ('queued', 'scheduled', 'waiting')
 DELETE FROM {T:jobs} WHERE id = %(id)s RETURNING id;
 
 -- name: job_touch
--- Renew an active job's heartbeat (and optionally push back its expiry).
+-- Renew an active job's heartbeat: a sign of life for the rescue rules.
 UPDATE {T:jobs} SET heartbeat_at = now()
-WHERE id = %(id)s RETURNING id;
+WHERE id = %(id)s AND status IN ('active', 'aborting') RETURNING id;
 
 -- name: job_purge
 -- Delete ended jobs in the given statuses that ended before the cut-off.
@@ -287,15 +287,24 @@ CROSS JOIN (SELECT count(*) FROM wake) AS w
 CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: job_release_many
--- Put back jobs a stopping worker did not finish: not an attempt that failed, so no retry
--- is spent. They are recorded in the history as 'interrupted'.
+-- Put back jobs a stopping worker did not finish: not an attempt that failed nor a lost
+-- one, so neither a retry nor the max_lost budget is spent (counted in `released`). They
+-- are recorded in the history as 'interrupted'. A job asked to abort ends 'aborted' with
+-- its reason, retention and an ended-jobs notice, like any other end.
 WITH back AS (
-    UPDATE {T:jobs} j SET status = CASE WHEN j.status = 'aborting' THEN 'aborted' ELSE 'queued' END,
-        attempts = j.attempts, lost = j.lost + 1, worker_id = NULL,
-        completed_at = CASE WHEN j.status = 'aborting' THEN now() END
+    UPDATE {T:jobs} j SET
+        status = CASE WHEN j.status = 'aborting' THEN 'aborted' ELSE 'queued' END,
+        released = j.released + CASE WHEN j.status = 'aborting' THEN 0 ELSE 1 END,
+        worker_id = NULL,
+        error = CASE WHEN j.status = 'aborting'
+                     THEN 'aborted: its worker shut down before the job stopped'
+                     ELSE j.error END,
+        completed_at = CASE WHEN j.status = 'aborting' THEN now() END,
+        purge_at = CASE WHEN j.status = 'aborting'
+                        THEN now() + make_interval(secs => j.failure_ttl) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
-    RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at
+    RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at, j.has_dependents
 ),
 history AS (
     INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
@@ -305,9 +314,38 @@ freed AS (
     DELETE FROM {T:job_groups} g USING back WHERE g.job_id = back.id
 ),
 wake AS (
-    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM back) AS q
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM back WHERE status = 'queued') AS q
+),
+told AS (
+    SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
+        THEN 'd:' || string_agg(id::text, ',') ELSE 'd:*' END)
+    FROM back WHERE status = 'aborted' HAVING count(*) > 0
 )
-SELECT back.id FROM back CROSS JOIN (SELECT count(*) FROM wake) AS w;
+SELECT back.id, back.status, back.has_dependents FROM back
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: job_fail_unrecordable
+-- The last resort for one outcome the batch statement could not write (a value out of
+-- range in a row written by hand or by another version): the attempt ends 'failed' with
+-- the reason, kept for a week, under the same ownership guard.
+WITH done AS (
+    UPDATE {T:jobs} j SET status = 'failed', result = NULL, error = %(error)s,
+        completed_at = now(), purge_at = now() + interval '7 days'
+    WHERE j.id = %(id)s AND j.attempts = %(attempt)s
+      AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
+    RETURNING j.id, j.status, j.group_key, j.has_dependents
+),
+freed AS (
+    DELETE FROM {T:job_groups} g USING done
+    WHERE g.group_key = done.group_key AND g.job_id = done.id
+),
+told AS (
+    SELECT pg_notify(%(channel)s, 'd:' || id) FROM done
+)
+SELECT done.id, done.status, done.has_dependents FROM done
+CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: job_stage_scheduled
 -- Move due scheduled jobs to the queue and say when the next one is due.
@@ -330,8 +368,8 @@ SELECT (SELECT count(*) FROM staged) AS staged,
 
 -- name: job_heartbeat_many
 -- A worker's heartbeat: renew itself and its heartbeating jobs; learn which of its jobs
--- were asked to abort, which jobs the database says it holds, and whether it is still
--- registered.
+-- were asked to abort, which attempts ('id:attempt') the database says it holds, and
+-- whether it is still registered.
 WITH me AS (
     UPDATE {T:workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ),
@@ -345,7 +383,7 @@ SELECT (SELECT count(*) FROM me) AS registered,
        (SELECT count(*) FROM beat) AS renewed,
        ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
            AS aborting,
-       ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s
+       ARRAY(SELECT id || ':' || attempts FROM {T:jobs} WHERE worker_id = %(worker)s
              AND status IN ('active', 'aborting')) AS held;
 
 -- name: deps_resolve
@@ -420,13 +458,15 @@ SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS heartbeat_age,
 FROM {T:workers} w ORDER BY w.started_at;
 
 -- name: sweep_lock
--- Only one process sweeps at a time; the lock ends with the transaction.
-SELECT pg_try_advisory_xact_lock(%(lock)s) AS leader;
+-- Only one process sweeps at a time; the lock ends with the transaction. The pass gives
+-- up rather than wait long on a lock or a slow statement (the next pass tries again).
+SELECT pg_try_advisory_xact_lock(%(lock)s) AS leader,
+    set_config('lock_timeout', '2s', true), set_config('statement_timeout', '60s', true);
 
 -- name: sweep_rescue_orphans
 -- Active jobs whose worker is gone or silent for two of its heartbeat intervals, or whose
 -- own heartbeat lapsed (three of its intervals), or that ran
--- far past max_active_secs without heartbeating. A lost attempt does not spend a retry;
+-- far past max_active_secs without a sign of life (claim, or touch_job). A lost attempt does not spend a retry;
 -- a job lost more than max_lost times fails. An 'aborting' one ends 'aborted'.
 WITH lost AS (
     SELECT j.id, j.attempts, j.worker_id, j.started_at FROM {T:jobs} j
@@ -437,7 +477,7 @@ WITH lost AS (
            OR (j.heartbeat IS NOT NULL
                AND j.heartbeat_at < now() - make_interval(secs => j.heartbeat * 3))
            OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL
-               AND j.started_at < now() - make_interval(
+               AND coalesce(j.heartbeat_at, j.started_at) < now() - make_interval(
                    secs => CASE WHEN j.timeout IS NULL THEN %(max_active)s::float8
                                 ELSE greatest(%(max_active)s::float8, j.timeout + 60) END)))
     FOR UPDATE OF j SKIP LOCKED
@@ -533,7 +573,8 @@ SELECT coalesce(s.n_dead_tup > 10000 + 0.1 * s.n_live_tup
 FROM pg_stat_user_tables s WHERE s.relid = {R:jobs}::regclass;
 
 -- name: sweep_vacuum
-VACUUM {T:jobs};
+-- SKIP_LOCKED: never wait behind autovacuum, ANALYZE or CREATE INDEX CONCURRENTLY.
+VACUUM (SKIP_LOCKED) {T:jobs};
 
 -- name: queue_stats
 SELECT queue, status, count(*) AS count FROM {T:jobs} GROUP BY queue, status

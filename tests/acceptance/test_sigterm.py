@@ -79,14 +79,14 @@ def test_sigterm__job_longer_than_shutdown_timeout_is_interrupted_and_put_back(
     assert took < 8
     back = app.get_job(job.id)
     assert back.status is JobStatus.Queued
-    assert (back.attempts, back.lost, back.worker_id) == (1, 1, None)
+    assert (back.attempts, back.lost, back.released, back.worker_id) == (1, 0, 1, None)
     [run] = app.get_executions(job.id)
     assert (run.outcome, run.worker_id) == ("interrupted", worker_id)
 
     run_burst(app)  # another worker
 
     done = app.get_job(job.id)
-    assert (done.status, done.result) == (JobStatus.Complete, "second run (lost=1)")
+    assert (done.status, done.result) == (JobStatus.Complete, "second run (lost=0, released=1)")
     assert [r.outcome for r in app.get_executions(job.id)] == ["interrupted", "complete"]
 
 
@@ -103,7 +103,7 @@ def test_sigterm__a_job_stuck_in_c_is_put_back_and_does_not_keep_the_worker_aliv
         assert worker.wait(20) == 0, worker.output()
 
     back = app.get_job(job.id)
-    assert back.status is JobStatus.Queued and back.lost == 1
+    assert back.status is JobStatus.Queued and (back.lost, back.released) == (0, 1)
 
 
 def test_sigterm__a_second_signal_stops_at_once(app: Werk, pg_dsn: str, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_sigterm__a_second_signal_stops_at_once(app: Werk, pg_dsn: str, tmp_path
 
     assert took < 5
     back = app.get_job(job.id)
-    assert back.status is JobStatus.Queued and back.lost == 1
+    assert back.status is JobStatus.Queued and (back.lost, back.released) == (0, 1)
     assert "again: stopping now" in worker.output()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pgwerk import EnqueueParams, JobStatus, Werk
 from pgwerk._notify import Waiters
-from tests.helpers import ago, count_rows, make_job, query, set_columns
+from tests.helpers import ago, count_rows, make_job, query
 from tests.worker_support import running_worker, wait_status
 
 MANY = 3000

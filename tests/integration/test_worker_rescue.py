@@ -131,8 +131,8 @@ def test_zombie__worker_batch_writer_logs_and_skips_an_outcome_it_no_longer_owns
     assert app.sweep()["rescued"] == 1
 
     claimed = job_from_row(row, app.serializer)
-    zombie._completions._record([(claimed, Settlement("complete", "99", None))], [])
+    zombie._completions._write([(claimed, Settlement("complete", "99", None))])
 
     assert app.get_job(job.id).status is JobStatus.Queued
     assert app.get_job(job.id).result is None
-    assert "no longer owned by this worker" in caplog.text
+    assert "the job is no longer this worker's" in caplog.text

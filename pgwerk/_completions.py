@@ -1,0 +1,232 @@
+"""The completion writer: records the outcomes of a worker's jobs in batches.
+
+One transaction per batch writes the outcomes, promotes or fails the dependents of the
+jobs that ended, and inserts the next run of repeating jobs, so that none of these can be
+lost between two round trips. One outcome the database refuses (a value out of range in a
+row written by hand or by another version) is isolated: the batch is written again one
+job at a time, and the job whose outcome cannot be written ends ``failed`` with the
+reason. Nothing an outcome holds stops the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import tenacity
+
+from pgwerk._db import Row
+from pgwerk._execute import Settlement
+from pgwerk._heartbeat import UNREACHABLE
+from pgwerk.job import Job
+from pgwerk.options import repeat_spec
+
+if TYPE_CHECKING:
+    from pgwerk.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+Fetch = Callable[[bytes, Mapping[str, Any]], list[Row]]
+Outcomes = list[tuple[Job, Settlement]]
+
+
+class CompletionWriter:
+    """Writes outcomes in batches: one transaction per batch, flushed within a few ms."""
+
+    MAX_BATCH = 500
+    GIVE_UP = 600.0  # seconds without a database before outcomes are left to the sweep
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self._cond = threading.Condition()
+        self._items: Outcomes = []
+        self._releases: dict[int, Job | None] = {}
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def add(self, job: Job, settlement: Settlement) -> None:
+        with self._cond:
+            self._items.append((job, settlement))
+            if len(self._items) == 1 or len(self._items) >= self.MAX_BATCH:
+                self._cond.notify()
+
+    def release(self, job: Job) -> None:
+        """Put a job this worker did not finish back in its queue (no retry spent)."""
+        with self._cond:
+            self._releases[job.id] = job
+            self._cond.notify()
+
+    def release_ids(self, ids: list[int]) -> None:
+        with self._cond:
+            for job_id in ids:
+                self._releases.setdefault(job_id, None)
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not (self._items or self._releases or self._busy)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(timeout=60.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._items or self._releases or self._stop):
+                    self._cond.wait()
+                if not (self._items or self._releases):
+                    return
+                if len(self._items) < self.MAX_BATCH and not self._stop:
+                    # Let a few more outcomes join this batch.
+                    self._cond.wait(self.worker.flush_interval)
+                batch, self._items = self._items[:self.MAX_BATCH], self._items[self.MAX_BATCH:]
+                releases, self._releases = self._releases, {}
+                self._busy = True
+            try:
+                if releases:
+                    self._write_releases(releases)
+                if batch:
+                    self._write(batch)
+            except Exception:
+                # Never expected (each write guards itself); the loop must outlive it.
+                logger.exception("could not record %d outcome(s); their jobs will be put back",
+                                 len(batch) + len(releases))
+                self.worker.forget([job.id for job, _ in batch] + list(releases))
+            finally:
+                with self._cond:
+                    self._busy = False
+                self.worker.wake()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _retrying(self, what: str) -> tenacity.Retrying:
+        return tenacity.Retrying(
+            wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
+            retry=tenacity.retry_if_exception_type(UNREACHABLE),
+            stop=tenacity.stop_after_delay(self.GIVE_UP),
+            before_sleep=lambda s: logger.warning(
+                "cannot record %s: database unreachable; retrying", what),
+            reraise=True,
+        )
+
+    def _write_releases(self, releases: dict[int, Job | None]) -> None:
+        app, worker = self.app, self.worker
+        try:
+            rows = self._retrying(f"{len(releases)} release(s)")(
+                app.fetch, "job_release_many",
+                {"ids": list(releases), "worker": worker.id, "channel": app.channel})
+        except UNREACHABLE:
+            logger.error("could not put back job(s) %s: database unreachable; the sweep will",
+                         ", ".join(map(str, releases)))
+            rows = []
+        worker.forget(releases)
+        ended = [row for row in rows if row["status"] == "aborted"]
+        for row in ended:
+            job = releases.get(row["id"])
+            if job is not None:
+                worker.stopped_at_shutdown(job)
+        dependents = [row["id"] for row in ended if row["has_dependents"]]
+        if dependents:
+            app.resolve_dependents(app.fetch_via_pool, dependents)
+
+    def _write(self, batch: Outcomes) -> None:
+        worker = self.worker
+        try:
+            recorded = self._retrying(f"{len(batch)} outcome(s)")(self._record, batch)
+        except UNREACHABLE:
+            logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
+                         "those jobs will be put back and run again", len(batch), self.GIVE_UP)
+            # Unknown to this worker from now on: its heartbeat puts them back.
+            worker.forget(job.id for job, _ in batch)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                recorded = self._fail_unrecordable(batch[0][0], exc)
+            else:
+                logger.warning("a batch of %d outcomes was refused (%s); recording them one "
+                               "by one", len(batch), exc)
+                recorded = set()
+                for item in batch:
+                    self._write_one(item, recorded)
+        worker.forget(job.id for job, _ in batch)
+        if len(recorded) < len(batch):
+            lost = [job.id for job, _ in batch if job.id not in recorded]
+            logger.warning("outcome of job(s) %s not recorded: the job is no longer this "
+                           "worker's (rescued by the sweep, deleted, or changed by hand)",
+                           ", ".join(map(str, lost)), extra={"job_id": lost[0]})
+
+    def _write_one(self, item: tuple[Job, Settlement], recorded: set[int]) -> None:
+        try:
+            recorded |= self._retrying("an outcome")(self._record, [item])
+        except UNREACHABLE:
+            pass  # forgotten by the caller: the heartbeat puts it back
+        except Exception as exc:
+            recorded |= self._fail_unrecordable(item[0], exc)
+
+    def _fail_unrecordable(self, job: Job, exc: Exception) -> set[int]:
+        reason = f"pgwerk: the outcome of this attempt could not be recorded: {exc}"
+        logger.error("job %s: %s", job.id, reason, extra={"job_id": job.id})
+        app = self.app
+        try:
+            rows = self._retrying("a failure")(app.fetch, "job_fail_unrecordable", {
+                "id": job.id, "attempt": job.attempts, "worker": self.worker.id,
+                "error": reason.replace("\x00", "\\x00"), "channel": app.channel,
+            })
+            if rows and rows[0]["has_dependents"]:
+                app.resolve_dependents(app.fetch_via_pool, [job.id])
+        except Exception:
+            logger.exception("job %s: could not record its failure either; it will be put "
+                             "back", job.id, extra={"job_id": job.id})
+            return set()
+        return {row["id"] for row in rows}
+
+    def _record(self, batch: Outcomes) -> set[int]:
+        """One transaction: the outcomes, the dependents of the jobs that ended, and the
+        next run of repeating jobs. Returns the ids whose outcome was written."""
+        app, worker = self.app, self.worker
+        params = {
+            "ids": [job.id for job, _ in batch],
+            "attempts": [job.attempts for job, _ in batch],
+            "statuses": [s.status for _, s in batch],
+            "results": [s.result for _, s in batch],
+            "errors": [s.error for _, s in batch],
+            "delays": [s.delay for _, s in batch],
+            "worker": worker.id,
+            "channel": app.channel,
+        }
+
+        def write(conn: psycopg.Connection[Row]) -> set[int]:
+            with conn.transaction():
+                def fetch(query: bytes, args: Mapping[str, Any]) -> list[Row]:
+                    cur = conn.execute(query, args)
+                    return cur.fetchall() if cur.description else []
+
+                rows = fetch(app.queries["job_complete_many"], params)
+                recorded = {row["id"] for row in rows}
+                ended = [row["id"] for row in rows
+                         if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
+                if ended:
+                    app.resolve_dependents(fetch, ended)
+                repeats = [spec for job, s in batch
+                           if s.status == "complete" and job.id in recorded
+                           and job.repeat is not None
+                           for spec in [repeat_spec(job, app.serializer)] if spec is not None]
+                if repeats:
+                    app.insert_specs(fetch, repeats)
+                return recorded
+
+        return app.db.run("record outcomes", write)

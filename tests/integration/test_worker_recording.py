@@ -1,0 +1,98 @@
+"""The completion writer records every outcome, whatever the outcome holds: one outcome
+that cannot be written fails that job alone, and the writer goes on. A job's next run
+(``_repeat``) and its dependents' promotion commit with its outcome."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgwerk import JobStatus, Repeat, Werk
+from tests import worker_jobs
+from tests.helpers import query, set_columns, table
+from tests.worker_support import run_burst, running_worker, wait_all_terminal
+
+
+def test_worker__records_an_error_holding_a_nul_character(app: Werk) -> None:
+    bad = app.enqueue(worker_jobs.fail_with_nul)
+    assert bad is not None
+
+    with running_worker(app, concurrency=1):
+        failed = app.wait_for(bad, timeout=10)
+        later = app.enqueue(worker_jobs.double, 4)
+        assert later is not None
+        assert app.wait_for(later, timeout=10).result == 8
+
+    assert failed.status is JobStatus.Failed
+    assert "bad byte \\x00 in the middle" in (failed.error or "")
+
+
+@pytest.mark.parametrize("column, value, handler", [
+    ("result_ttl", 1e300, "tests.worker_jobs.double"),          # purge_at overflows
+    ("retry_intervals", "[1e300]", "tests.worker_jobs.fail"),   # the retry's time overflows
+])
+def test_worker__an_outcome_that_cannot_be_written_fails_only_its_job(
+        app: Werk, column: str, value: object, handler: str) -> None:
+    good = [app.enqueue("tests.worker_jobs.double", i) for i in range(5)]
+    bad = app.enqueue(handler, 1, _retry=3) if handler.endswith("fail") \
+        else app.enqueue(handler, 1)
+    assert bad is not None and all(good)
+    set_columns(app, bad.id, **{column: value})
+
+    run_burst(app, concurrency=8, flush_interval=0.05)
+
+    jobs = wait_all_terminal(app, [*good, bad], timeout=10)  # type: ignore[list-item]
+    assert [j.status for j in jobs[:-1]] == [JobStatus.Complete] * 5
+    broken = jobs[-1]
+    assert broken.status is JobStatus.Failed
+    assert "could not be recorded" in (broken.error or "")
+    assert "out of range" in (broken.error or "")
+
+
+def _log_transactions(app: Werk) -> None:
+    """A trigger of the test's own that notes the transaction of every write to jobs."""
+    app.connect()
+    log = sql.Identifier(app.config.schema, "test_txlog")
+    func = sql.Identifier(app.config.schema, "test_txlog_write")
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL(
+            "CREATE TABLE {} (job_id bigint, op text, status text, tx bigint)").format(log))
+        conn.execute(sql.SQL(
+            "CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO {} VALUES (NEW.id, TG_OP, NEW.status, txid_current()); "
+            "RETURN NEW; END $$").format(func, log))
+        conn.execute(sql.SQL(
+            "CREATE TRIGGER test_txlog AFTER INSERT OR UPDATE ON {} "
+            "FOR EACH ROW EXECUTE FUNCTION {}()").format(table(app), func))
+
+
+def test_worker__writes_the_next_run_of_a_repeat_with_the_outcome(app: Werk) -> None:
+    _log_transactions(app)
+    first = app.enqueue(worker_jobs.double, 2, _repeat=Repeat(times=1))
+    assert first is not None
+
+    run_burst(app)
+
+    rows = query(app, "SELECT * FROM {jobs} ORDER BY id")
+    assert [r["status"] for r in rows] == ["complete", "complete"]
+    log = query(app, f"SELECT * FROM {app.config.schema}.test_txlog ORDER BY tx")
+    completed = [r["tx"] for r in log if r["job_id"] == first.id and r["status"] == "complete"]
+    next_run = [r["tx"] for r in log if r["job_id"] == rows[1]["id"] and r["op"] == "INSERT"]
+    assert completed == next_run
+
+
+def test_worker__promotes_dependents_with_the_outcome(app: Werk) -> None:
+    parent = app.enqueue(worker_jobs.double, 1)
+    assert parent is not None
+    child = app.enqueue(worker_jobs.double, 2, _depends_on=parent)
+    assert child is not None
+    _log_transactions(app)
+
+    run_burst(app, concurrency=1)
+
+    assert app.get_job(child.id).status is JobStatus.Complete
+    log = query(app, f"SELECT * FROM {app.config.schema}.test_txlog")
+    completed = [r["tx"] for r in log if r["job_id"] == parent.id and r["status"] == "complete"]
+    promoted = [r["tx"] for r in log if r["job_id"] == child.id and r["status"] == "queued"]
+    assert completed == promoted
