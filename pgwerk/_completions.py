@@ -10,9 +10,10 @@ reason. Nothing an outcome holds stops the writer.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -29,8 +30,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Fetch = Callable[[bytes, Mapping[str, Any]], list[Row]]
 Outcomes = list[tuple[Job, Settlement]]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 class CompletionWriter:
@@ -45,6 +47,7 @@ class CompletionWriter:
         self._cond = threading.Condition()
         self._items: Outcomes = []
         self._releases: dict[int, Job | None] = {}
+        self._unclaims: list[int] = []
         self._busy = False
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
@@ -73,9 +76,15 @@ class CompletionWriter:
                 self._releases.setdefault(job_id, None)
             self._cond.notify()
 
+    def unclaim(self, ids: list[int]) -> None:
+        """Give back claimed jobs that never started here (no attempt spent)."""
+        with self._cond:
+            self._unclaims.extend(ids)
+            self._cond.notify()
+
     def idle(self) -> bool:
         with self._cond:
-            return not (self._items or self._releases or self._busy)
+            return not (self._items or self._releases or self._unclaims or self._busy)
 
     def stop(self) -> None:
         with self._cond:
@@ -86,17 +95,20 @@ class CompletionWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._items or self._releases or self._stop):
+                while not (self._items or self._releases or self._unclaims or self._stop):
                     self._cond.wait()
-                if not (self._items or self._releases):
+                if not (self._items or self._releases or self._unclaims):
                     return
-                if len(self._items) < self.MAX_BATCH and not self._stop:
+                if self._items and len(self._items) < self.MAX_BATCH and not self._stop:
                     # Let a few more outcomes join this batch.
                     self._cond.wait(self.worker.flush_interval)
                 batch, self._items = self._items[:self.MAX_BATCH], self._items[self.MAX_BATCH:]
                 releases, self._releases = self._releases, {}
+                unclaims, self._unclaims = self._unclaims, []
                 self._busy = True
             try:
+                if unclaims:
+                    self._write_unclaims(unclaims)
                 if releases:
                     self._write_releases(releases)
                 if batch:
@@ -104,8 +116,8 @@ class CompletionWriter:
             except Exception:
                 # Never expected (each write guards itself); the loop must outlive it.
                 logger.exception("could not record %d outcome(s); their jobs will be put back",
-                                 len(batch) + len(releases))
-                self.worker.forget([job.id for job, _ in batch] + list(releases))
+                                 len(batch) + len(releases) + len(unclaims))
+                self.worker.forget([job.id for job, _ in batch] + list(releases) + unclaims)
             finally:
                 with self._cond:
                     self._busy = False
@@ -122,6 +134,22 @@ class CompletionWriter:
                 "cannot record %s: database unreachable; retrying", what),
             reraise=True,
         )
+
+    def _write_unclaims(self, ids: list[int]) -> None:
+        app = self.app
+        try:
+            rows = self._retrying(f"{len(ids)} unclaim(s)")(
+                app.fetch, "job_unclaim_many",
+                {"ids": ids, "worker": self.worker.id, "channel": app.channel})
+        except UNREACHABLE:
+            logger.error("could not give back job(s) %s: database unreachable; the sweep will",
+                         ", ".join(map(str, ids)))
+            rows = []
+        self.worker.forget(ids)
+        dependents = [row["id"] for row in rows
+                      if row["status"] == "aborted" and row["has_dependents"]]
+        if dependents:
+            app.resolve_dependents(app.fetch_via_pool, dependents)
 
     def _write_releases(self, releases: dict[int, Job | None]) -> None:
         app, worker = self.app, self.worker
@@ -199,12 +227,8 @@ class CompletionWriter:
         next run of repeating jobs. Returns the ids whose outcome was written."""
         app, worker = self.app, self.worker
         params = {
-            "ids": [job.id for job, _ in batch],
-            "attempts": [job.attempts for job, _ in batch],
-            "statuses": [s.status for _, s in batch],
-            "results": [s.result for _, s in batch],
-            "errors": [s.error for _, s in batch],
-            "delays": [s.delay for _, s in batch],
+            "batch": _dumps([(job.id, job.attempts, s.status, s.result, s.error, s.delay,
+                              s.waited) for job, s in batch]),
             "worker": worker.id,
             "channel": app.channel,
         }

@@ -55,6 +55,7 @@ class Settlement:
     error: str | None
     delay: float = 0.0
     callback: str | None = None  # success | failure | stopped
+    waited: float = 0.0  # seconds between the claim and the handler's start, on this worker
 
 
 class HandlerNotFound(Exception):

@@ -89,11 +89,15 @@ class Worker:
             abandoned (thread pool) or its child is killed (fork/process pools).
         name: worker id prefix (default: host name).
         prefetch: jobs a worker may claim beyond its free slots and hold until a slot
-            frees. 0 (the default) claims exactly the free slots, so a job's
-            ``started_at`` is when it really started and no job waits behind another.
-            ``"auto"`` holds about as many as this worker starts during two claim round
-            trips (none for jobs slower than a round trip, at most ``max(4 * concurrency,
-            32)``): much higher throughput for very short jobs. A number holds that many.
+            frees. ``"auto"`` (the default) holds about as many as this worker starts
+            during two claim round trips: none for jobs slower than a round trip, at
+            most ``max(4 * concurrency, 32)``; several times the throughput for short
+            jobs. A number holds that many; 0 claims exactly the free slots. Either way
+            a job's ``started_at`` is when its handler started, and a held job that has
+            waited ``hold_limit`` seconds without a free slot (all slots busy with longer
+            jobs) is given back to its queue for any other worker, without spending an
+            attempt.
+        hold_limit: seconds a held job may wait for a slot before it is given back.
         metrics: a ``pgwerk.metrics.WorkerMetrics`` to update (the ``metrics`` extra).
 
     Example::
@@ -120,7 +124,8 @@ class Worker:
         timeout_grace: float = 2.0,
         name: str | None = None,
         flush_interval: float = 0.005,
-        prefetch: int | str = 0,
+        prefetch: int | str = "auto",
+        hold_limit: float = 0.1,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if not isinstance(app, Werk):
@@ -163,6 +168,7 @@ class Worker:
         self.shutdown_timeout = seconds("shutdown_timeout", shutdown_timeout) or 0.0
         self.timeout_grace = seconds("timeout_grace", timeout_grace) or 0.0
         self.flush_interval = seconds("flush_interval", flush_interval) or 0.0
+        self.hold_limit = seconds("hold_limit", hold_limit) or 0.0
         self.dequeue_strategy = strategy
         if prefetch == "auto":
             self._auto_prefetch: int | None = max(4 * concurrency, 32)
@@ -179,6 +185,11 @@ class Worker:
         self._rate_mark = (time.monotonic(), 0)
         self.metrics = metrics
         self._buffer: collections.deque[Job] = collections.deque()
+        # Monotonic time each held job was claimed, then the seconds it waited here before
+        # its handler started (recorded with its outcome as the real start).
+        self._claimed_at: dict[int, float] = {}
+        self._waited: dict[int, float] = {}
+        self._hold_off_until = 0.0
         self._dispatch_lock = threading.Lock()
         self.hooks = Hooks(before_process, after_process, handlers)
         self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -290,10 +301,10 @@ class Worker:
         assert pool is not None and self._watcher is not None
         deadline = time.monotonic() + self.shutdown_timeout
         with self._dispatch_lock:  # claimed but never started: straight back to the queue
-            held = list(self._buffer)
+            held = [job.id for job in self._buffer]
             self._buffer.clear()
-        for job in held:
-            self._completions.release(job)
+        if held:
+            self._completions.unclaim(held)
         try:
             self.app.fetch("worker_stopping", {"id": self.id})
         except UNREACHABLE:
@@ -340,10 +351,12 @@ class Worker:
             self._check_parts()
             self._dispatch()
             free = pool.free_slots()
-            want = free + self.prefetch - len(self._buffer)
+            self._give_back_stale_holds(free)
+            prefetch = self.prefetch if time.monotonic() >= self._hold_off_until else 0
+            want = free + prefetch - len(self._buffer)
             # With prefetch, claim again once half of it has been handed out, not only when
             # a slot is free: the next batch is then on its way while the buffer drains.
-            if free <= 0 and want < max(1, self.prefetch // 2):
+            if free <= 0 and want < max(1, prefetch // 2):
                 want = 0
             try:
                 if time.monotonic() >= self._next_stage:
@@ -364,9 +377,11 @@ class Worker:
                 logger.exception("claiming jobs failed; retrying in %.1fs", pause)
                 self._stopping.wait(pause)
                 continue
+            now = time.monotonic()
             with self._lock:
                 self._held.update((job.id, job) for job in claimed)
             for job in claimed:
+                self._claimed_at[job.id] = now
                 if self.metrics is not None:
                     self.metrics.job_started(job)
                 if job.heartbeat:
@@ -384,7 +399,27 @@ class Worker:
                 logger.info("burst: queues empty, stopping")
                 break
             wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
+            if self._buffer:
+                wait = min(wait, self.hold_limit)
             self._wake.wait(wait)
+
+    def _give_back_stale_holds(self, free: int) -> None:
+        """Held jobs that waited ``hold_limit`` for a slot go back to their queue (another
+        worker may be idle), and this worker stops holding for a while."""
+        if free > 0 or not self._buffer:
+            return
+        oldest = self._claimed_at.get(self._buffer[0].id, time.monotonic())
+        if time.monotonic() - oldest < self.hold_limit:
+            return
+        with self._dispatch_lock:
+            stale = [job.id for job in self._buffer]
+            self._buffer.clear()
+        if stale:
+            logger.debug("giving back %d held job(s): every slot is busy", len(stale))
+            self._hold_off_until = time.monotonic() + max(1.0, 10 * self.hold_limit)
+            for job_id in stale:
+                self._claimed_at.pop(job_id, None)
+            self._completions.unclaim(stale)
 
     def _dispatch(self) -> None:
         """Hand claimed jobs to free slots. Called by the claim loop and by each finished
@@ -394,7 +429,11 @@ class Worker:
         with self._dispatch_lock:
             free = pool.free_slots()
             while free > 0 and self._buffer:
-                pool.submit(self._buffer.popleft())
+                job = self._buffer.popleft()
+                claimed_at = self._claimed_at.pop(job.id, None)
+                if claimed_at is not None:
+                    self._waited[job.id] = time.monotonic() - claimed_at
+                pool.submit(job)
                 free -= 1
 
     def _claim(self, limit: int) -> list[Job]:
@@ -479,7 +518,7 @@ class Worker:
                 self._dispatch()
             self._wake.set()
             return
-        settlement = settle(job, outcome)
+        settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0))
         if self.metrics is not None:
             self.metrics.job_finished(job, outcome.kind, outcome.duration)
         extra = {"job_id": job.id, "function": job.function, "queue": job.queue}

@@ -3,6 +3,7 @@ the worker holds and however few the planner's statistics expect."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -41,8 +42,7 @@ def test_complete_many__finds_jobs_by_primary_key(app: Werk) -> None:
                      .format(table(app)))
     ids = list(range(1, 201))
     plan = explain_generic(app, "job_complete_many", {
-        "ids": ids, "attempts": [1] * 200, "statuses": ["complete"] * 200,
-        "results": ["null"] * 200, "errors": [None] * 200, "delays": [0.0] * 200,
+        "batch": json.dumps([[i, 1, "complete", "null", None, 0.0, 0.0] for i in ids]),
         "worker": "w", "channel": app.channel})
     assert f"{app.config.prefix}_jobs_active_idx" not in plan, plan
     assert f"Index Scan using {app.config.prefix}_jobs_pkey" in plan, plan

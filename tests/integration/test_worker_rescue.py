@@ -4,6 +4,7 @@ changes nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -25,8 +26,8 @@ def complete_as(app: Werk, worker_id: str, job_id: int, attempt: int, status: st
                 result: str | None = None, error: str | None = None) -> list[dict[str, Any]]:
     """Record an outcome through the statement the worker's batch writer runs."""
     return app.fetch("job_complete_many", {
-        "ids": [job_id], "attempts": [attempt], "statuses": [status], "results": [result],
-        "errors": [error], "delays": [0.0], "worker": worker_id, "channel": app.channel,
+        "batch": json.dumps([[job_id, attempt, status, result, error, 0.0, 0.0]]),
+        "worker": worker_id, "channel": app.channel,
     })
 
 

@@ -15,8 +15,14 @@ def app() -> Werk:
     return Werk("postgresql://nobody@127.0.0.1:1/none")  # never connects in these tests
 
 
-def test_worker__prefetch_is_off_by_default(app: Werk) -> None:
+def test_worker__prefetch_is_auto_by_default(app: Werk) -> None:
     worker = Worker(app, concurrency=4)
+    assert worker.prefetch == 0 and worker._auto_prefetch == 32
+    assert worker.hold_limit == 0.1
+
+
+def test_worker__prefetch_zero_claims_only_free_slots(app: Werk) -> None:
+    worker = Worker(app, concurrency=4, prefetch=0)
     assert worker.prefetch == 0 and worker._auto_prefetch is None
 
 
