@@ -19,6 +19,7 @@ from pgwerk._db import CallerConnection, Database, Row, as_arrays
 from pgwerk._notify import Listener, Waiters, channel_name
 from pgwerk._rows import job_from_row
 from pgwerk._sql import Queries
+from pgwerk._validate import BIGINT_MAX, integer, seconds
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
 from pgwerk.job import (
@@ -36,7 +37,6 @@ from pgwerk.options import (
     params_from_call,
     plain_spec,
     plain_template,
-    seconds,
 )
 
 logger = logging.getLogger(__name__)
@@ -330,8 +330,7 @@ class Werk:
         return self._wait_many([job_id], timeout)[job_id]
 
     def _wait_many(self, ids: list[int], timeout: float | None) -> dict[int, Job]:
-        if timeout is not None:
-            seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._waiting_subscribed:
             self._listener.subscribe(self._waiters.notify)
@@ -395,9 +394,8 @@ class Werk:
         if function is not None and not isinstance(function, str):
             from pgwerk.options import function_path
             function = function_path(function, "function")
-        for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        integer("limit", limit, minimum=1, maximum=BIGINT_MAX)
+        integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
         rows = self.fetch("job_list", {"queue": queue, "status": status, "function": function,
                                        "limit": limit, "offset": offset})
         return [job_from_row(r, self.serializer) for r in rows]

@@ -45,10 +45,11 @@ from typing import Any
 import psycopg
 
 from pgwerk._db import CONNECTION_ERRORS, Row
+from pgwerk._validate import seconds
 from pgwerk.app import Werk
 from pgwerk.exceptions import DatabaseUnavailable, WerkError
 from pgwerk.job import EnqueueParams, Job
-from pgwerk.options import build_spec, function_path, seconds
+from pgwerk.options import build_spec, function_path
 
 logger = logging.getLogger(__name__)
 
