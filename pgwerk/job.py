@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union
 
-from pgwerk._validate import INT32_MAX, integer, seconds
+from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds
 
 if TYPE_CHECKING:
     from pgwerk.app import Werk
@@ -144,16 +144,31 @@ class Dependency:
     """A job to wait for. With ``allow_failure=True`` the dependent runs whatever the
     upstream job's outcome; otherwise it fails with ``DependencyFailed``."""
 
-    job: Job | int
+    job: Job | int | str
     allow_failure: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job, Job):
+            try:
+                found = job_id_or_none(self.job)
+            except TypeError:
+                raise TypeError(f"Dependency takes a Job or a job id (an int or a string of "
+                                f"digits), got {self.job!r}") from None
+            if found is None:
+                raise ValueError(f"Dependency: {self.job!r} is not a job id (a positive "
+                                 "int, or a string of digits)")
+            object.__setattr__(self, "job", found)
 
     @property
     def job_id(self) -> int:
+        """The id of the job to wait for (a string of digits given is turned into it)."""
+        assert not isinstance(self.job, str)
         return self.job.id if isinstance(self.job, Job) else self.job
 
 
 # Union, not |: "Job" is a forward reference and these aliases are evaluated at import.
-DependsOn = Union["Job", int, Dependency, Sequence[Union["Job", int, Dependency]]]  # noqa: UP007
+DependsOn = Union["Job", int, str, Dependency,  # noqa: UP007
+                  Sequence[Union["Job", int, str, Dependency]]]  # noqa: UP007
 CallbackSpec = Callable[..., Any] | str | Callback
 
 

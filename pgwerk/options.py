@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from pgwerk._validate import INT32_MAX, integer, is_int
+from pgwerk._validate import INT32_MAX, integer, is_int, job_id_or_none
 from pgwerk._validate import seconds as seconds  # the duration check; here for old imports
 from pgwerk.config import WerkConfig
 from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
@@ -158,20 +158,25 @@ def _callback(name: str, value: Any) -> dict[str, Any] | None:
 def _dependencies(value: Any) -> list[Dependency]:
     if value is None:
         return []
+    # A string is one id ("42"), not a sequence of characters.
     is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
     items = value if is_list else [value]
     deps = []
     for item in items:
-        if isinstance(item, Dependency):
-            dep = item
-        elif isinstance(item, (Job, int)) and not isinstance(item, bool):
-            dep = Dependency(item)
+        if isinstance(item, (Dependency, Job)):
+            dep = item if isinstance(item, Dependency) else Dependency(item)
+        elif is_int(item) or isinstance(item, str):
+            job_id = job_id_or_none(item)
+            if job_id is None:
+                raise ValueError(
+                    f"_depends_on: {item!r} is not a job id (a positive int, or a string of "
+                    "digits)")
+            dep = Dependency(job_id)
         else:
             raise TypeError(
-                f"_depends_on takes a Job, a job id, a Dependency or a list of them; got {item!r}"
+                "_depends_on takes a Job, a job id (an int or a string of digits), a "
+                f"Dependency or a list of them; got {item!r}"
             )
-        if isinstance(dep.job_id, bool) or not isinstance(dep.job_id, int) or dep.job_id < 1:
-            raise ValueError(f"_depends_on: {dep.job_id!r} is not a job id")
         deps.append(dep)
     if not items:
         raise ValueError("_depends_on is an empty list")

@@ -40,7 +40,8 @@ BAD_CALLS: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     ("bad priority", jobs.noop, {"_priority": "urgent"}, TypeError, "_priority must be an int"),
     ("lambda callback", jobs.noop, {"_on_failure": lambda ctx: None}, ValueError, "_on_failure"),
     ("bad meta", jobs.noop, {"_meta": "x"}, TypeError, "_meta must be a dict"),
-    ("bad dependency", jobs.noop, {"_depends_on": "x"}, TypeError, "_depends_on"),
+    ("bad dependency", jobs.noop, {"_depends_on": "x"}, ValueError, "_depends_on"),
+    ("dependency of a bad type", jobs.noop, {"_depends_on": 1.5}, TypeError, "_depends_on"),
     ("bad conn", jobs.noop, {"_conn": object()}, TypeError, "_conn must be"),
 ]
 

@@ -26,7 +26,7 @@ def test_get_job__missing_id_raises_job_not_found(app: Werk) -> None:
 
 def test_get_job__rejects_what_is_not_an_id(app: Werk) -> None:
     with pytest.raises(TypeError, match="job id"):
-        app.get_job("1")  # type: ignore[arg-type]
+        app.get_job(1.0)  # type: ignore[arg-type]
 
 
 def test_get_job__shows_result_and_error_of_ended_jobs(app: Werk) -> None:
