@@ -25,6 +25,10 @@ its interval since the Unix epoch (``interval=3600`` at the top of every hour), 
 process computes the same tick times. A tick missed while no scheduler ran is still
 enqueued if it is at most ``misfire_grace`` seconds old; older ones are skipped (and
 logged). A paused schedule enqueues nothing; when resumed it goes on from then.
+
+Each schedule is handled on its own: one that fails at tick time (its ticks cannot be
+computed, its job cannot be built, or the database refuses its row) is logged and skipped,
+and the others fire as usual.
 """
 
 from __future__ import annotations
@@ -312,8 +316,9 @@ class CronScheduler:
             The schedule as a ``CronJob``.
 
         Raises:
-            ValueError / TypeError: a bad schedule or option (nothing is registered), or
-                another schedule already has this name.
+            ValueError / TypeError: a bad schedule or option, a cron expression that never
+                fires (``"0 0 30 2 *"``: February 30th), or another schedule already has
+                this name. Nothing is registered.
         """
         unknown = sorted(set(options) - set(SCHEDULE_OPTIONS))
         if unknown:
