@@ -200,13 +200,13 @@ class AsyncWerk:
         return await asyncio.to_thread(self.sync.map, func, items, timeout=timeout,
                                        return_exceptions=return_exceptions, **shared)
 
-    async def wait_for(self, job: Job | int, timeout: float | None = None) -> Job:
+    async def wait_for(self, job: Job | int | str, timeout: float | None = None) -> Job:
         """See ``Werk.wait_for``."""
         return await asyncio.to_thread(self.sync.wait_for, job, timeout)
 
     # -- managing jobs -------------------------------------------------------------------
 
-    async def get_job(self, job_id: int) -> Job:
+    async def get_job(self, job_id: int | str) -> Job:
         """See ``Werk.get_job``."""
         return await asyncio.to_thread(self.sync.get_job, job_id)
 
@@ -217,31 +217,31 @@ class AsyncWerk:
         return await asyncio.to_thread(self.sync.list_jobs, queue, status, function, limit,
                                        offset)
 
-    async def cancel_job(self, job_id: int) -> bool:
+    async def cancel_job(self, job_id: int | str) -> bool:
         """See ``Werk.cancel_job``."""
         return await asyncio.to_thread(self.sync.cancel_job, job_id)
 
-    async def abort_job(self, job_id: int) -> bool:
+    async def abort_job(self, job_id: int | str) -> bool:
         """See ``Werk.abort_job``."""
         return await asyncio.to_thread(self.sync.abort_job, job_id)
 
-    async def requeue_job(self, job_id: int) -> bool:
+    async def requeue_job(self, job_id: int | str) -> bool:
         """See ``Werk.requeue_job``."""
         return await asyncio.to_thread(self.sync.requeue_job, job_id)
 
-    async def delete_job(self, job_id: int) -> bool:
+    async def delete_job(self, job_id: int | str) -> bool:
         """See ``Werk.delete_job``."""
         return await asyncio.to_thread(self.sync.delete_job, job_id)
 
-    async def touch_job(self, job_id: int) -> bool:
+    async def touch_job(self, job_id: int | str) -> bool:
         """See ``Werk.touch_job``."""
         return await asyncio.to_thread(self.sync.touch_job, job_id)
 
-    async def get_executions(self, job_id: int) -> list[Execution]:
+    async def get_executions(self, job_id: int | str) -> list[Execution]:
         """See ``Werk.get_executions``."""
         return await asyncio.to_thread(self.sync.get_executions, job_id)
 
-    async def get_job_dependencies(self, job_id: int) -> list[dict[str, Any]]:
+    async def get_job_dependencies(self, job_id: int | str) -> list[dict[str, Any]]:
         """See ``Werk.get_job_dependencies``."""
         return await asyncio.to_thread(self.sync.get_job_dependencies, job_id)
 

@@ -19,6 +19,7 @@ from pgwerk._db import CallerConnection, Database, Row, as_arrays
 from pgwerk._notify import Listener, Waiters, channel_name
 from pgwerk._rows import job_from_row
 from pgwerk._sql import Queries
+from pgwerk._validate import BIGINT_MAX, integer, job_id_or_none, seconds
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
 from pgwerk.job import (
@@ -36,7 +37,6 @@ from pgwerk.options import (
     params_from_call,
     plain_spec,
     plain_template,
-    seconds,
 )
 
 logger = logging.getLogger(__name__)
@@ -320,19 +320,19 @@ class Werk:
                 raise JobError(end)
         return results
 
-    def wait_for(self, job: Job | int, timeout: float | None = None) -> Job:
-        """Block until the job is in a terminal state and return it.
+    def wait_for(self, job: Job | int | str, timeout: float | None = None) -> Job:
+        """Block until the job is in a terminal state and return it. ``job`` is a ``Job``
+        or its id (an int, or a string of digits as found in a URL).
 
         Raises:
             TimeoutError: ``timeout`` seconds passed first.
             JobNotFound: the job does not exist (or was deleted while waiting).
         """
-        job_id = _job_id(job)
+        job_id = _existing_id(job)
         return self._wait_many([job_id], timeout)[job_id]
 
     def _wait_many(self, ids: list[int], timeout: float | None) -> dict[int, Job]:
-        if timeout is not None:
-            seconds("timeout", timeout)
+        timeout = seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._waiting_subscribed:
             self._listener.subscribe(self._waiters.notify)
@@ -375,9 +375,10 @@ class Werk:
 
     # -- managing jobs -------------------------------------------------------------------
 
-    def get_job(self, job_id: int) -> Job:
-        """The job with this id. Raises ``JobNotFound``."""
-        rows = self.fetch("job_get", {"id": _job_id(job_id)})
+    def get_job(self, job_id: int | str) -> Job:
+        """The job with this id (an int, or a string of digits as found in a URL or a
+        form). Raises ``JobNotFound``, also for a string that is not an id."""
+        rows = self.fetch("job_get", {"id": _existing_id(job_id)})
         if not rows:
             raise JobNotFound(job_id)
         return job_from_row(rows[0], self.serializer)
@@ -396,9 +397,8 @@ class Werk:
         if function is not None and not isinstance(function, str):
             from pgwerk.options import function_path
             function = function_path(function, "function")
-        for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        integer("limit", limit, minimum=1, maximum=BIGINT_MAX)
+        integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
         rows = self.fetch("job_list", {"queue": queue, "status": status, "function": function,
                                        "limit": limit, "offset": offset})
         return [job_from_row(r, self.serializer) for r in rows]
@@ -407,11 +407,11 @@ class Werk:
         if not self.fetch("job_statuses", {"ids": [job_id]}):
             raise JobNotFound(job_id)
 
-    def cancel_job(self, job_id: int) -> bool:
+    def cancel_job(self, job_id: int | str) -> bool:
         """Cancel a job that has not started: it ends ``aborted`` and never runs.
 
         Returns False when the job already started or ended. Raises ``JobNotFound``."""
-        job_id = _job_id(job_id)
+        job_id = _existing_id(job_id)
         rows = self.fetch("job_cancel", {"ids": [job_id], "channel": self.channel})
         if not rows:
             self._exists_or_raise(job_id)
@@ -419,36 +419,39 @@ class Werk:
         self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
         return True
 
-    def abort_job(self, job_id: int) -> bool:
+    def abort_job(self, job_id: int | str) -> bool:
         """Stop a job: cancel it if it has not started, or ask its worker to interrupt it
         (``aborting``, then ``aborted`` with ``on_stopped`` called). Returns False when
-        the job already ended."""
-        job_id = _job_id(job_id)
+        the job already ended. Raises ``JobNotFound``."""
+        job_id = _existing_id(job_id)
         if self.cancel_job(job_id):
             return True
         rows = self.fetch("job_abort", {"id": job_id, "channel": self.channel})
         return bool(rows)
 
-    def requeue_job(self, job_id: int) -> bool:
+    def requeue_job(self, job_id: int | str) -> bool:
         """Run a failed, aborted or expired job again (one more attempt).
 
-        Returns False when the job is not in one of those states."""
-        job_id = _job_id(job_id)
+        Returns False when the job is not in one of those states. Raises ``JobNotFound``."""
+        job_id = _existing_id(job_id)
         rows = self.fetch("job_requeue", {"ids": [job_id], "channel": self.channel})
         if not rows:
             self._exists_or_raise(job_id)
             return False
         return True
 
-    def delete_job(self, job_id: int) -> bool:
+    def delete_job(self, job_id: int | str) -> bool:
         """Delete a job row (whatever its state). Returns False if it did not exist."""
-        return bool(self.fetch("job_delete", {"id": _job_id(job_id)}))
+        found = _job_id(job_id)
+        return found is not None and bool(self.fetch("job_delete", {"id": found}))
 
-    def touch_job(self, job_id: int) -> bool:
-        """Renew a job's heartbeat, as its worker does for ``_heartbeat`` jobs."""
-        return bool(self.fetch("job_touch", {"id": _job_id(job_id)}))
+    def touch_job(self, job_id: int | str) -> bool:
+        """Renew a job's heartbeat, as its worker does for ``_heartbeat`` jobs. Returns
+        False if the job does not exist or is not running."""
+        found = _job_id(job_id)
+        return found is not None and bool(self.fetch("job_touch", {"id": found}))
 
-    def get_executions(self, job_id: int) -> list[Execution]:
+    def get_executions(self, job_id: int | str) -> list[Execution]:
         """One record per attempt of the job, oldest first."""
         job = self.get_job(job_id)
         rows = self.fetch("execution_list", {"id": job.id})
@@ -462,10 +465,10 @@ class Werk:
             ))
         return runs
 
-    def get_job_dependencies(self, job_id: int) -> list[dict[str, Any]]:
+    def get_job_dependencies(self, job_id: int | str) -> list[dict[str, Any]]:
         """The jobs this job depends on: ``{"id", "allow_failure", "status"}`` each
-        (``status`` is None for a dependency whose row is gone)."""
-        job_id = _job_id(job_id)
+        (``status`` is None for a dependency whose row is gone). Raises ``JobNotFound``."""
+        job_id = _existing_id(job_id)
         self._exists_or_raise(job_id)
         return self.fetch("job_dependencies", {"id": job_id})
 
@@ -552,10 +555,17 @@ class Werk:
         return total
 
 
+def _job_id(job: Job | int | str) -> int | None:
+    """The id of the job the caller names; ``None`` when the value cannot be a job id (a
+    string that is not decimal digits, a number out of ``bigint`` range): it names no job.
+    Raises ``TypeError`` for what is neither a ``Job``, an int nor a string."""
+    return job.id if isinstance(job, Job) else job_id_or_none(job)
 
-def _job_id(job: Job | int) -> int:
-    if isinstance(job, Job):
-        return job.id
-    if isinstance(job, bool) or not isinstance(job, int):
-        raise TypeError(f"expected a Job or a job id (int), got {job!r}")
-    return job
+
+def _existing_id(job: Job | int | str) -> int:
+    """``_job_id`` for calls that raise ``JobNotFound`` for a job that does not exist."""
+    found = _job_id(job)
+    if found is None:
+        assert not isinstance(job, Job)
+        raise JobNotFound(job)
+    return found

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
 from typing import Any
 
+from pgwerk._validate import INT32_MAX, integer, seconds
 from pgwerk.exceptions import ConfigurationError
 from pgwerk.serializers import JSONSerializer, Serializer
 
@@ -55,35 +55,34 @@ class WerkConfig:
                     f"{name} must be a plain identifier (letters, digits, underscore; not "
                     f"starting with a digit; at most {limit} characters), got {value!r}"
                 )
-        for name in ("min_pool_size", "max_pool_size", "connect_attempts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-        if self.max_pool_size < self.min_pool_size:
-            raise ConfigurationError(
-                f"max_pool_size ({self.max_pool_size}) must be >= min_pool_size "
-                f"({self.min_pool_size})"
-            )
-        max_lost = self.max_lost
-        if isinstance(max_lost, bool) or not isinstance(max_lost, int) or max_lost < 0:
-            raise ConfigurationError(f"max_lost must be an int >= 0, got {self.max_lost!r}")
-        for name in ("result_ttl", "failure_ttl", "max_active_secs", "connect_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, timedelta):
-                value = value.total_seconds()
-                object.__setattr__(self, name, value)
-            if value is None and name != "connect_timeout":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigurationError(
-                    f"{name} must be a number of seconds >= 0 or a timedelta, got {value!r}"
-                )
+        try:
+            self._check_numbers()
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from None
         if not (callable(getattr(self.serializer, "dumps", None))
                 and callable(getattr(self.serializer, "loads", None))):
             raise ConfigurationError(
                 f"serializer must have dumps(obj) -> str and loads(str) -> obj, "
                 f"got {self.serializer!r}"
             )
+
+    def _check_numbers(self) -> None:
+        for name in ("min_pool_size", "max_pool_size", "connect_attempts"):
+            integer(name, getattr(self, name), minimum=1, maximum=INT32_MAX)
+        if self.max_pool_size < self.min_pool_size:
+            raise ValueError(
+                f"max_pool_size ({self.max_pool_size}) must be >= min_pool_size "
+                f"({self.min_pool_size})"
+            )
+        integer("max_lost", self.max_lost, minimum=0, maximum=INT32_MAX)
+        # Zero makes no sense for these two: every job would be lost at once, and libpq
+        # reads a connect_timeout of zero as "wait forever".
+        for name, positive in (("result_ttl", False), ("failure_ttl", False),
+                               ("max_active_secs", True), ("connect_timeout", True)):
+            value = getattr(self, name)
+            if value is None and name == "connect_timeout":
+                raise ValueError("connect_timeout must be a number of seconds, got None")
+            object.__setattr__(self, name, seconds(name, value, positive=positive))
 
     def merged(self, **overrides: Any) -> WerkConfig:
         """A copy with the given settings replaced; unknown names are a ``TypeError``."""

@@ -25,6 +25,10 @@ its interval since the Unix epoch (``interval=3600`` at the top of every hour), 
 process computes the same tick times. A tick missed while no scheduler ran is still
 enqueued if it is at most ``misfire_grace`` seconds old; older ones are skipped (and
 logged). A paused schedule enqueues nothing; when resumed it goes on from then.
+
+Each schedule is handled on its own: one that fails at tick time (its ticks cannot be
+computed, its job cannot be built, or the database refuses its row) is logged and skipped,
+and the others fire as usual.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from typing import Any
 import psycopg
 
 from pgwerk._db import CONNECTION_ERRORS, Row
-from pgwerk.app import Werk
+from pgwerk._validate import seconds
+from pgwerk.app import Fetch, Werk
 from pgwerk.exceptions import DatabaseUnavailable, WerkError
 from pgwerk.job import EnqueueParams, Job
-from pgwerk.options import build_spec, function_path, seconds
+from pgwerk.options import JobSpec, build_spec, function_path
 
 logger = logging.getLogger(__name__)
 
@@ -165,24 +170,38 @@ class _Schedule:
         found: datetime = _croniter()(self.cron, local).get_next(datetime)
         return found.astimezone(timezone.utc)
 
+    def next_or_none(self, moment: datetime) -> datetime | None:
+        """``next_after``, or ``None`` when no tick follows (a cron expression whose year
+        field has passed: its schedule has ended)."""
+        try:
+            return self.next_after(moment)
+        except ValueError:  # croniter found no matching date
+            if self.interval is not None:
+                raise
+            return None
+
     def latest_until(self, moment: datetime) -> datetime:
         """The last tick at or before ``moment``."""
         if self.interval is not None:
             step = int(round(self.interval * 1_000_000))
             elapsed = (moment - _EPOCH) // _MICROSECOND
             return _EPOCH + _MICROSECOND * ((elapsed // step) * step)
-        previous: datetime = _croniter()(self.cron, moment.astimezone(self.tz)).get_prev(datetime)
+        try:
+            previous: datetime = _croniter()(self.cron, moment.astimezone(self.tz)).get_prev(
+                datetime)
+        except ValueError:  # no earlier tick (a year field in the future): none is due
+            return moment
         following = self.next_after(previous)
         return following if following <= moment else previous.astimezone(timezone.utc)
 
     def ticks(self, after: datetime, until: datetime, limit: int) -> Iterator[datetime]:
         """Ticks in ``(after, until]``, oldest first, at most ``limit``."""
-        tick = self.next_after(after)
+        tick = self.next_or_none(after)
         for _ in range(limit):
-            if tick > until:
+            if tick is None or tick > until:
                 return
             yield tick
-            tick = self.next_after(tick)
+            tick = self.next_or_none(tick)
 
     def tick_params(self, tick: datetime) -> EnqueueParams:
         stamp = tick.astimezone(timezone.utc).isoformat()
@@ -230,6 +249,7 @@ class CronScheduler:
         self._stop = threading.Event()
         self._running = False
         self._synced: tuple[_Schedule, ...] | None = None
+        self._broken: set[str] = set()  # schedules whose ticks cannot be computed
         self._leader = False
         self.lock_key = zlib.crc32(f"pgwerk:cron:{app.config.schema}.{app.config.prefix}".encode())
         _SCHEDULERS.setdefault(app, []).append(self)
@@ -296,8 +316,9 @@ class CronScheduler:
             The schedule as a ``CronJob``.
 
         Raises:
-            ValueError / TypeError: a bad schedule or option (nothing is registered), or
-                another schedule already has this name.
+            ValueError / TypeError: a bad schedule or option, a cron expression that never
+                fires (``"0 0 30 2 *"``: February 30th), or another schedule already has
+                this name. Nothing is registered.
         """
         unknown = sorted(set(options) - set(SCHEDULE_OPTIONS))
         if unknown:
@@ -326,6 +347,14 @@ class CronScheduler:
         build_spec(params, self.app.config)  # every option checked now, not at the first tick
         schedule = _Schedule(name=schedule_name, function=path, params=params, cron=cron,
                              interval=every, tz=_timezone(tz))
+        if cron is not None:
+            try:
+                schedule.next_after(datetime.now(timezone.utc))
+            except ValueError:  # croniter found no matching date
+                raise ValueError(
+                    f"cron {cron!r} never fires: no date matches it in the next 50 years "
+                    "(a day the month does not have, such as February 30th?)"
+                ) from None
         with self._lock:
             existing = self._schedules.get(schedule_name)
             if existing is not None and existing != schedule:
@@ -386,7 +415,7 @@ class CronScheduler:
                     name=name, function=schedule.function, schedule=schedule.text,
                     queue=schedule.params.queue, paused=bool(row and row["paused"]),
                     last_tick=row["last_tick"] if row else None,
-                    next_tick=next_tick or schedule.next_after(now), registered=True,
+                    next_tick=next_tick or schedule.next_or_none(now), registered=True,
                 ))
             else:
                 assert row is not None
@@ -513,30 +542,27 @@ class CronScheduler:
                 self._sync(conn)
                 rows = fetch(app.queries["cron_state"], {"names": list(schedules)})
                 state = {r["name"]: r for r in rows if r["name"] is not None}
-            params: builtins.list[EnqueueParams] = []
-            advance: builtins.list[tuple[str, datetime, datetime]] = []
+            planned: builtins.list[tuple[str, builtins.list[JobSpec]]] = []
+            advance: builtins.list[tuple[str, datetime, datetime | None]] = []
             for name, schedule in schedules.items():
-                row = state.get(name, {})
-                last, paused = row.get("last_tick"), bool(row.get("paused"))
-                next_tick = schedule.next_after(clock)
-                if last is None or paused:
-                    advance.append((name, schedule.latest_until(clock), next_tick))
+                # One schedule that fails is logged and skipped; the others still fire.
+                try:
+                    due, last, next_tick = self._due(name, schedule, state.get(name, {}), clock)
+                except Exception:
+                    self._report_broken(name)
                     continue
-                start = last
-                oldest = clock - timedelta(seconds=self.misfire_grace)
-                if schedule.next_after(last) < oldest:
-                    start = max(last, oldest - _MICROSECOND)
-                    logger.warning("cron %s: skipping ticks between %s and %s (older than "
-                                   "misfire_grace=%gs)", name, last.isoformat(),
-                                   oldest.isoformat(), self.misfire_grace)
-                due = list(schedule.ticks(start, clock, MAX_TICKS_PER_PASS))
-                params.extend(schedule.tick_params(t) for t in due)
-                advance.append((name, due[-1] if due else last, next_tick))
-            if params:
-                params.sort(key=lambda p: (p.meta or {})["tick"])
-                specs = [build_spec(p, app.config) for p in params]
-                jobs = app.insert_specs(fetch, specs)
-                new = [job for job in jobs if job is not None]
+                self._broken.discard(name)
+                advance.append((name, last, next_tick))
+                try:
+                    specs = [build_spec(schedule.tick_params(t), app.config) for t in due]
+                except Exception:
+                    logger.exception("cron %s: ticks %s skipped: their jobs could not be "
+                                     "built", name, _tick_list(due))
+                    continue
+                if specs:
+                    planned.append((name, specs))
+            if planned:
+                new = self._insert(conn, fetch, planned)
                 if enqueued is not None:
                     enqueued.extend(new)
                 for job in new:
@@ -544,12 +570,76 @@ class CronScheduler:
                                 job.id, job.meta.get("tick"),
                                 extra={"job_id": job.id, "function": job.function,
                                        "queue": job.queue})
+            if not advance:
+                return self.poll_interval
             names, lasts, nexts = zip(*advance, strict=True)
             fetch(app.queries["cron_advance"],
                   {"names": list(names), "last_ticks": list(lasts), "next_ticks": list(nexts)})
-        due_in = min(n for n in nexts) - clock
+        upcoming = [n for n in nexts if n is not None]
+        if not upcoming:
+            return self.poll_interval
+        due_in = min(upcoming) - clock
         # A little after the tick, so that the database's clock has passed it too.
         return max(due_in.total_seconds() + 0.005, 0.005)
+
+    def _due(self, name: str, schedule: _Schedule, row: Mapping[str, Any],
+             clock: datetime) -> tuple[builtins.list[datetime], datetime, datetime | None]:
+        """The ticks of one schedule due at ``clock``, its new last tick and its next
+        (``None`` once a schedule with a year field has ended)."""
+        last, paused = row.get("last_tick"), bool(row.get("paused"))
+        next_tick = schedule.next_or_none(clock)
+        if last is None or paused:
+            return [], schedule.latest_until(clock), next_tick
+        start = last
+        oldest = clock - timedelta(seconds=self.misfire_grace)
+        following = schedule.next_or_none(last)
+        if following is not None and following < oldest:
+            start = max(last, oldest - _MICROSECOND)
+            logger.warning("cron %s: skipping ticks between %s and %s (older than "
+                           "misfire_grace=%gs)", name, last.isoformat(),
+                           oldest.isoformat(), self.misfire_grace)
+        due = list(schedule.ticks(start, clock, MAX_TICKS_PER_PASS))
+        return due, due[-1] if due else last, next_tick
+
+    def _report_broken(self, name: str) -> None:
+        # Logged in full once, not on every pass while it stays broken.
+        if name in self._broken:
+            logger.debug("cron %s: still failing; skipped", name, exc_info=True)
+            return
+        self._broken.add(name)
+        logger.exception("cron %s: cannot compute its ticks; skipped until it can", name)
+
+    def _insert(self, conn: psycopg.Connection[Row], fetch: Fetch,
+                planned: builtins.list[tuple[str, builtins.list[JobSpec]]]) -> builtins.list[Job]:
+        """Insert the jobs of every schedule in one statement, oldest tick first. If the
+        database refuses a row (a trigger, a constraint of the user's), insert schedule by
+        schedule instead, each in a savepoint, and skip those refused."""
+        app = self.app
+        every = sorted((spec for _, specs in planned for spec in specs),
+                       key=lambda spec: json.loads(spec.row["meta"])["tick"])
+        try:
+            with conn.transaction():  # a savepoint inside the pass's transaction
+                jobs = app.insert_specs(fetch, every)
+        except psycopg.Error:
+            if conn.broken or conn.closed:
+                raise
+            jobs = []
+            for name, specs in planned:
+                try:
+                    with conn.transaction():
+                        jobs.extend(app.insert_specs(fetch, specs))
+                except psycopg.Error:
+                    if conn.broken or conn.closed:
+                        raise
+                    ticks = [json.loads(spec.row["meta"])["tick"] for spec in specs]
+                    logger.exception("cron %s: ticks %s skipped: the database refused "
+                                     "their jobs", name, ", ".join(ticks))
+        return sorted((job for job in jobs if job is not None),
+                      key=lambda job: str(job.meta.get("tick")))
+
+
+def _tick_list(ticks: builtins.list[datetime]) -> str:
+    return ", ".join(t.astimezone(timezone.utc).isoformat() for t in ticks) or "none"
 
 
 def _upsert_params(schedules: list[_Schedule]) -> dict[str, list[str]]:

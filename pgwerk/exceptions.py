@@ -27,8 +27,8 @@ class SchemaError(WerkError):
 class JobNotFound(WerkError, LookupError):
     """No job with the given id exists (it may have been deleted or purged)."""
 
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"no job with id {job_id}")
+    def __init__(self, job_id: int | str) -> None:
+        super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union
 
+from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds
+
 if TYPE_CHECKING:
     from pgwerk.app import Werk
     from pgwerk.worker import Worker
@@ -39,22 +41,19 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
-def _check_seconds(name: str, value: object, *, allow_zero: bool = True) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
-        allowed = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {allowed} seconds, got {value!r}")
-    return float(value)
+def _duration(name: str, value: object, *, positive: bool = False) -> float:
+    found = seconds(name, value, positive=positive)
+    if found is None:
+        raise TypeError(f"{name} must be a number of seconds (int, float or timedelta), "
+                        "got None")
+    return found
 
 
-def _check_intervals(name: str, value: object) -> tuple[float, ...]:
+def _intervals(name: str, value: object) -> tuple[float, ...]:
     if isinstance(value, (int, float, timedelta)) and not isinstance(value, bool):
-        return (_check_seconds(name, value),)
+        return (_duration(name, value),)
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and value:
-        return tuple(_check_seconds(f"{name}[{i}]", v) for i, v in enumerate(value))
+        return tuple(_duration(f"{name}[{i}]", v) for i, v in enumerate(value))
     raise TypeError(
         f"{name} must be a number of seconds or a non-empty list of them, got {value!r}"
     )
@@ -74,13 +73,10 @@ class Retry:
     intervals: int | float | Sequence[int | float] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.max, bool) or not isinstance(self.max, int):
-            raise TypeError(f"Retry.max must be an int, got {self.max!r}")
-        if self.max < 1:
-            raise ValueError(f"Retry.max must be >= 1 (total attempts), got {self.max}")
+        integer("Retry.max", self.max, minimum=1, maximum=INT32_MAX, hint=" (total attempts)")
         if self.intervals is not None:
             object.__setattr__(
-                self, "intervals", list(_check_intervals("Retry.intervals", self.intervals))
+                self, "intervals", list(_intervals("Retry.intervals", self.intervals))
             )
 
     def delay(self, attempt: int) -> float:
@@ -106,17 +102,15 @@ class Repeat:
     intervals: Sequence[int | float] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.times, bool) or not isinstance(self.times, int):
-            raise TypeError(f"Repeat.times must be an int, got {self.times!r}")
-        if self.times < 1:
-            raise ValueError(f"Repeat.times must be >= 1 (runs after the first), got {self.times}")
+        integer("Repeat.times", self.times, minimum=1, maximum=INT32_MAX,
+                hint=" (runs after the first)")
         if self.interval is not None and self.intervals is not None:
             raise ValueError("Repeat takes interval or intervals, not both")
         if self.interval is not None:
-            _check_seconds("Repeat.interval", self.interval)
+            object.__setattr__(self, "interval", _duration("Repeat.interval", self.interval))
         if self.intervals is not None:
             object.__setattr__(
-                self, "intervals", list(_check_intervals("Repeat.intervals", self.intervals))
+                self, "intervals", list(_intervals("Repeat.intervals", self.intervals))
             )
 
     def schedule(self) -> list[float]:
@@ -141,7 +135,8 @@ class Callback:
 
     def __post_init__(self) -> None:
         if self.timeout is not None:
-            _check_seconds("Callback.timeout", self.timeout, allow_zero=False)
+            object.__setattr__(
+                self, "timeout", _duration("Callback.timeout", self.timeout, positive=True))
 
 
 @dataclass(frozen=True)
@@ -149,16 +144,31 @@ class Dependency:
     """A job to wait for. With ``allow_failure=True`` the dependent runs whatever the
     upstream job's outcome; otherwise it fails with ``DependencyFailed``."""
 
-    job: Job | int
+    job: Job | int | str
     allow_failure: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.job, Job):
+            try:
+                found = job_id_or_none(self.job)
+            except TypeError:
+                raise TypeError(f"Dependency takes a Job or a job id (an int or a string of "
+                                f"digits), got {self.job!r}") from None
+            if found is None:
+                raise ValueError(f"Dependency: {self.job!r} is not a job id (a positive "
+                                 "int, or a string of digits)")
+            object.__setattr__(self, "job", found)
 
     @property
     def job_id(self) -> int:
+        """The id of the job to wait for (a string of digits given is turned into it)."""
+        assert not isinstance(self.job, str)
         return self.job.id if isinstance(self.job, Job) else self.job
 
 
 # Union, not |: "Job" is a forward reference and these aliases are evaluated at import.
-DependsOn = Union["Job", int, Dependency, Sequence[Union["Job", int, Dependency]]]  # noqa: UP007
+DependsOn = Union["Job", int, str, Dependency,  # noqa: UP007
+                  Sequence[Union["Job", int, str, Dependency]]]  # noqa: UP007
 CallbackSpec = Callable[..., Any] | str | Callback
 
 

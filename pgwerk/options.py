@@ -8,15 +8,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import math
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
+from pgwerk._validate import INT32_MAX, integer, is_int, job_id_or_none
+from pgwerk._validate import seconds as seconds  # the duration check; here for old imports
 from pgwerk.config import WerkConfig
 from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
 
@@ -32,7 +33,6 @@ OPTION_NAMES = tuple(
 ) + ("_conn",)
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_INT32 = 2**31 - 1
 FAILURE_MODES = ("hold", "delete")
 
 
@@ -108,17 +108,34 @@ def _callable_path(func: Callable[..., Any], what: str) -> str:
     return f"{module}.{qualname}"
 
 
-def seconds(name: str, value: Any, *, positive: bool = False) -> float | None:
-    """A duration in seconds (number or timedelta) checked to be >= 0 (or > 0)."""
+#: The range of ``_at``. A time before 1970 is surely a mistake; and psycopg cannot read
+#: back a time that is before year 1 or after year 9999 in the session's time zone, so a
+#: margin of a year is kept from both ends of Python's dates.
+EARLIEST_AT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_AT = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def _moment(name: str, value: Any) -> datetime | None:
+    """An aware datetime from ``EARLIEST_AT`` to ``LATEST_AT``; a past one runs at once."""
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'} seconds, got {value!r}")
-    return float(value)
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name} must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)); "
+            f"got naive {value!r}"
+        )
+    try:
+        inside = EARLIEST_AT <= value.astimezone(timezone.utc) < LATEST_AT
+    except OverflowError:  # in UTC it falls before year 1 or after year 9999
+        inside = False
+    if not inside:
+        raise ValueError(
+            f"{name} must be from {EARLIEST_AT:%Y-%m-%d} to before {LATEST_AT:%Y-%m-%d} "
+            f"(UTC), got {value!r}"
+        )
+    return value
 
 
 def _text(name: str, value: Any, *, max_len: int = 255) -> str | None:
@@ -141,20 +158,25 @@ def _callback(name: str, value: Any) -> dict[str, Any] | None:
 def _dependencies(value: Any) -> list[Dependency]:
     if value is None:
         return []
+    # A string is one id ("42"), not a sequence of characters.
     is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
     items = value if is_list else [value]
     deps = []
     for item in items:
-        if isinstance(item, Dependency):
-            dep = item
-        elif isinstance(item, (Job, int)) and not isinstance(item, bool):
-            dep = Dependency(item)
+        if isinstance(item, (Dependency, Job)):
+            dep = item if isinstance(item, Dependency) else Dependency(item)
+        elif is_int(item) or isinstance(item, str):
+            job_id = job_id_or_none(item)
+            if job_id is None:
+                raise ValueError(
+                    f"_depends_on: {item!r} is not a job id (a positive int, or a string of "
+                    "digits)")
+            dep = Dependency(job_id)
         else:
             raise TypeError(
-                f"_depends_on takes a Job, a job id, a Dependency or a list of them; got {item!r}"
+                "_depends_on takes a Job, a job id (an int or a string of digits), a "
+                f"Dependency or a list of them; got {item!r}"
             )
-        if isinstance(dep.job_id, bool) or not isinstance(dep.job_id, int) or dep.job_id < 1:
-            raise ValueError(f"_depends_on: {dep.job_id!r} is not a job id")
         deps.append(dep)
     if not items:
         raise ValueError("_depends_on is an empty list")
@@ -181,29 +203,17 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
     """Validate one job's options and produce its insert row. Raises on any bad value."""
     function = function_path(params.func)
     queue = _text("_queue", params.queue)
-    priority = params.priority
-    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > _INT32:
-        raise TypeError(
-            f"_priority must be an int between -{_INT32} and {_INT32}, got {priority!r}")
+    priority = integer("_priority", params.priority, minimum=-INT32_MAX, maximum=INT32_MAX)
     if params.delay is not None and params.at is not None:
         raise ValueError("_delay and _at cannot be used together; pick one")
     delay = seconds("_delay", params.delay)
-    at = params.at
-    if at is not None:
-        if not isinstance(at, datetime):
-            raise TypeError(f"_at must be a timezone-aware datetime, got {at!r}")
-        if at.tzinfo is None or at.utcoffset() is None:
-            raise ValueError(
-                "_at must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc)); "
-                f"got naive {at!r}"
-            )
+    at = _moment("_at", params.at)
     retry = params.retry
     if retry is None:
         retry = Retry(max=1)
-    elif isinstance(retry, int) and not isinstance(retry, bool):
-        if retry < 1:
-            raise ValueError(f"_retry must be >= 1 (total attempts), got {retry}")
-        retry = Retry(max=retry)
+    elif is_int(retry):
+        retry = Retry(max=integer("_retry", retry, minimum=1, maximum=INT32_MAX,
+                                  hint=" (total attempts)"))
     elif not isinstance(retry, Retry):
         raise TypeError(f"_retry must be an int (total attempts) or a Retry, got {retry!r}")
     failure_mode = params.failure_mode

@@ -37,6 +37,7 @@ from pgwerk._heartbeat import UNREACHABLE, Heartbeat, registration
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
+from pgwerk._validate import integer, is_int
 from pgwerk.app import Werk
 from pgwerk.exceptions import JobTimeout, WorkerFailed
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
@@ -135,8 +136,7 @@ class Worker:
         queues = list(queues)
         if not queues or not all(isinstance(q, str) and q for q in queues):
             raise ValueError(f"queues must be a non-empty list of queue names, got {queues!r}")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        integer("concurrency", concurrency, minimum=1)
         if pool not in POOL_KINDS:
             raise ValueError(f"pool must be one of {', '.join(POOL_KINDS)}, got {pool!r}")
         try:
@@ -173,7 +173,7 @@ class Worker:
         if prefetch == "auto":
             self._auto_prefetch: int | None = max(4 * concurrency, 32)
             prefetch = 0
-        elif isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+        elif not is_int(prefetch) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0 or 'auto', got {prefetch!r}")
         else:
             self._auto_prefetch = None

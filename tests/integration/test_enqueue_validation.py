@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+import math
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -39,7 +40,8 @@ BAD_CALLS: list[tuple[str, Any, dict[str, Any], type[Exception], str]] = [
     ("bad priority", jobs.noop, {"_priority": "urgent"}, TypeError, "_priority must be an int"),
     ("lambda callback", jobs.noop, {"_on_failure": lambda ctx: None}, ValueError, "_on_failure"),
     ("bad meta", jobs.noop, {"_meta": "x"}, TypeError, "_meta must be a dict"),
-    ("bad dependency", jobs.noop, {"_depends_on": "x"}, TypeError, "_depends_on"),
+    ("bad dependency", jobs.noop, {"_depends_on": "x"}, ValueError, "_depends_on"),
+    ("dependency of a bad type", jobs.noop, {"_depends_on": 1.5}, TypeError, "_depends_on"),
     ("bad conn", jobs.noop, {"_conn": object()}, TypeError, "_conn must be"),
 ]
 
@@ -55,6 +57,55 @@ def test_enqueue__bad_input_raises_and_writes_nothing(
             app.enqueue(func, **kwargs)
         assert spy.payloads() == []
     assert count_rows(app) == 1
+
+
+DURATION_OPTIONS = ["_delay", "_timeout", "_heartbeat", "_ttl", "_result_ttl", "_failure_ttl"]
+
+
+@pytest.mark.parametrize("option", DURATION_OPTIONS)
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 1e300])
+def test_enqueue__duration_out_of_range_raises_and_writes_nothing(
+        app: Werk, option: str, bad: Any) -> None:
+    with ChannelSpy(app.dsn, app.channel) as spy:
+        with pytest.raises(ValueError, match=rf"^{option} must be .*<= 315576000 seconds"):
+            app.enqueue(jobs.noop, **{option: bad})
+        with pytest.raises(ValueError, match=option):
+            app.enqueue_many([EnqueueParams(func=jobs.noop),
+                              EnqueueParams(func=jobs.noop, **{option[1:]: bad})])
+        assert spy.payloads() == []
+    assert count_rows(app) == 0
+
+
+@pytest.mark.parametrize("at", [
+    datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+    datetime.max.replace(tzinfo=timezone.utc),
+    datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+    datetime(1900, 1, 1, tzinfo=timezone.utc),
+], ids=["after-9999-in-utc", "max", "before-year-1-in-utc", "1900"])
+def test_enqueue__at_out_of_range_raises_and_writes_nothing(app: Werk, at: datetime) -> None:
+    with ChannelSpy(app.dsn, app.channel) as spy:
+        with pytest.raises(ValueError, match="^_at must be from 1970-01-01 to before 9999-01-01"):
+            app.enqueue(jobs.noop, _at=at)
+        assert spy.payloads() == []
+    assert count_rows(app) == 0
+
+
+def test_enqueue__at_late_in_year_9998_is_stored_and_read_back(app: Werk) -> None:
+    at = datetime(9998, 12, 31, 12, 0, tzinfo=timezone.utc)
+    job = app.enqueue(jobs.noop, _at=at)
+    assert job is not None and job.scheduled_at == at
+    assert app.get_job(job.id).scheduled_at == at
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    ({"_priority": 2**31}, "_priority must be >= -2147483647 and <= 2147483647"),
+    ({"_retry": 2**31}, "_retry must be >= 1 and <= 2147483647"),
+])
+def test_enqueue__integer_beyond_its_column_raises_and_writes_nothing(
+        app: Werk, options: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        app.enqueue(jobs.noop, **options)
+    assert count_rows(app) == 0
 
 
 def test_enqueue__retry_and_repeat_objects_reject_zero_before_enqueue() -> None:

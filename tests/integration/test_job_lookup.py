@@ -26,7 +26,7 @@ def test_get_job__missing_id_raises_job_not_found(app: Werk) -> None:
 
 def test_get_job__rejects_what_is_not_an_id(app: Werk) -> None:
     with pytest.raises(TypeError, match="job id"):
-        app.get_job("1")  # type: ignore[arg-type]
+        app.get_job(1.0)  # type: ignore[arg-type]
 
 
 def test_get_job__shows_result_and_error_of_ended_jobs(app: Werk) -> None:
@@ -70,13 +70,20 @@ def test_list_jobs__pages_with_limit_and_offset(app: Werk) -> None:
 
 @pytest.mark.parametrize(("kwargs", "words"), [
     ({"status": "running"}, "status must be one of"),
-    ({"limit": 0}, "limit must be an int >= 1"),
-    ({"offset": -1}, "offset must be an int >= 0"),
-    ({"limit": "10"}, "limit"),
+    ({"limit": 0}, "limit must be >= 1"),
+    ({"offset": -1}, "offset must be >= 0"),
+    ({"offset": 2**63}, "offset must be >= 0 and <= 9223372036854775807"),
 ])
 def test_list_jobs__bad_filter_is_a_value_error(app: Werk, kwargs: dict[str, object],
                                                 words: str) -> None:
     with pytest.raises(ValueError, match=words):
+        app.list_jobs(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"limit": "10"}, {"offset": True}])
+def test_list_jobs__limit_or_offset_that_is_not_an_int_is_a_type_error(
+        app: Werk, kwargs: dict[str, object]) -> None:
+    with pytest.raises(TypeError, match=f"{next(iter(kwargs))} must be an int"):
         app.list_jobs(**kwargs)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -41,8 +42,8 @@ def test_config__configuration_error_is_a_werk_error_and_a_value_error() -> None
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        ({"min_pool_size": 0}, "min_pool_size must be an int >= 1"),
-        ({"max_pool_size": 0}, "max_pool_size must be an int >= 1"),
+        ({"min_pool_size": 0}, "min_pool_size must be >= 1"),
+        ({"max_pool_size": 0}, "max_pool_size must be >= 1"),
         ({"max_pool_size": 2.5}, "max_pool_size"),
         ({"min_pool_size": 5, "max_pool_size": 2}, r"max_pool_size \(2\) must be >= min_pool_size"),
         ({"connect_attempts": 0}, "connect_attempts"),
@@ -58,6 +59,53 @@ def test_config__configuration_error_is_a_werk_error_and_a_value_error() -> None
 def test_config__bad_setting_is_rejected_with_its_name(options: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigurationError, match=words):
         WerkConfig(**options)
+
+
+DURATION_SETTINGS = ["result_ttl", "failure_ttl", "max_active_secs", "connect_timeout"]
+
+
+@pytest.mark.parametrize("name", DURATION_SETTINGS)
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 1e300, -1, timedelta(days=3653)])
+def test_config__duration_out_of_range_names_setting_value_and_range(name: str,
+                                                                      bad: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        WerkConfig(**{name: bad})
+    assert str(info.value).startswith(f"{name} must be ")
+    assert "<= 315576000 seconds (ten years)" in str(info.value)
+    assert str(info.value).endswith(f"got {bad!r}")
+
+
+@pytest.mark.parametrize("name", DURATION_SETTINGS)
+@pytest.mark.parametrize("bad", [True, "60"])
+def test_config__duration_that_is_not_a_number_is_a_configuration_error(name: str,
+                                                                        bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{name} must be a number of seconds"):
+        WerkConfig(**{name: bad})
+
+
+@pytest.mark.parametrize("name", ["max_active_secs", "connect_timeout"])
+def test_config__zero_is_refused_where_it_makes_no_sense(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{name} must be > 0"):
+        WerkConfig(**{name: 0})
+
+
+def test_config__zero_ttls_mean_delete_at_once() -> None:
+    assert (WerkConfig(result_ttl=0, failure_ttl=0).result_ttl, 0.0) == (0.0, 0.0)
+
+
+def test_config__durations_at_the_cap_are_accepted() -> None:
+    cap = timedelta(days=3652, hours=12)
+    config = WerkConfig(result_ttl=cap, failure_ttl=cap, max_active_secs=cap,
+                        connect_timeout=cap)
+    assert {config.result_ttl, config.failure_ttl, config.max_active_secs,
+            config.connect_timeout} == {315_576_000.0}
+
+
+@pytest.mark.parametrize("name", ["min_pool_size", "max_pool_size", "connect_attempts",
+                                  "max_lost"])
+def test_config__counts_beyond_int32_are_rejected(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"^{name} must be >= [01] and <= 2147483647"):
+        WerkConfig(**{name: 2**31, **({"min_pool_size": 1} if name == "max_pool_size" else {})})
 
 
 def test_config__durations_accept_timedelta() -> None:

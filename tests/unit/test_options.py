@@ -247,7 +247,7 @@ AWARE = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
         ({"_at": "2030-01-01"}, TypeError, "_at"),
         ({"_delay": -1}, ValueError, "_delay must be >= 0"),
         ({"_delay": timedelta(seconds=-1)}, ValueError, "_delay"),
-        ({"_delay": math.nan}, TypeError, "_delay"),
+        ({"_delay": math.nan}, ValueError, "_delay"),
         ({"_delay": "5"}, TypeError, "_delay"),
         ({"_delay": True}, TypeError, "_delay"),
         ({"_timeout": -5}, ValueError, "_timeout must be > 0"),
@@ -261,7 +261,7 @@ AWARE = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
         ({"_retry": "3"}, TypeError, "_retry"),
         ({"_failure_mode": "drop"}, ValueError, "_failure_mode must be one of"),
         ({"_priority": "high"}, TypeError, "_priority must be an int"),
-        ({"_priority": 2**31}, TypeError, "_priority"),
+        ({"_priority": 2**31}, ValueError, "_priority"),
         ({"_priority": 1.5}, TypeError, "_priority"),
         ({"_priority": True}, TypeError, "_priority"),
         ({"_queue": ""}, ValueError, "_queue"),
@@ -274,7 +274,8 @@ AWARE = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
         ({"_repeat": 3}, TypeError, "_repeat must be a Repeat"),
         ({"_on_success": lambda ctx: None}, ValueError, "_on_success is a lambda"),
         ({"_on_failure": "not a path"}, ValueError, "_on_failure"),
-        ({"_depends_on": "job-1"}, TypeError, "_depends_on"),
+        ({"_depends_on": "job-1"}, ValueError, "_depends_on: 'job-1' is not a job id"),
+        ({"_depends_on": 1.5}, TypeError, "_depends_on"),
         ({"_depends_on": []}, ValueError, "_depends_on is an empty list"),
         ({"_depends_on": 0}, ValueError, "_depends_on"),
         ({"_depends_on": True}, TypeError, "_depends_on"),
@@ -286,6 +287,54 @@ def test_build_spec__bad_option_is_rejected_with_a_message_naming_it(
 ) -> None:
     with pytest.raises(error, match=words):
         spec_of(jobs.noop, **options)
+
+
+DURATION_OPTIONS = ["_delay", "_timeout", "_heartbeat", "_ttl", "_result_ttl", "_failure_ttl"]
+
+
+@pytest.mark.parametrize("option", DURATION_OPTIONS)
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan, 1e300, 315576000.5,
+                                 timedelta(days=3653), 10**400])
+def test_build_spec__duration_out_of_range_names_option_value_and_range(
+        option: str, bad: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        spec_of(jobs.noop, **{option: bad})
+    assert str(info.value).startswith(f"{option} must be ")
+    assert "<= 315576000 seconds (ten years)" in str(info.value)
+    assert str(info.value).endswith(f"got {bad!r}")
+
+
+@pytest.mark.parametrize("option", DURATION_OPTIONS)
+def test_build_spec__duration_at_the_cap_is_accepted(option: str) -> None:
+    row = spec_of(jobs.noop, **{option: timedelta(days=3652, hours=12)})
+    column = {"_heartbeat": "heartbeat", "_delay": "delay"}.get(option, option[1:])
+    assert row[column] == 315_576_000.0
+
+
+@pytest.mark.parametrize("at", [
+    datetime(1969, 12, 31, 23, 59, tzinfo=timezone.utc),
+    datetime(9999, 1, 1, tzinfo=timezone.utc),
+    datetime.max.replace(tzinfo=timezone.utc),
+    datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5))),
+    datetime.min.replace(tzinfo=timezone(timedelta(hours=5))),
+], ids=["before-1970", "year-9999", "max", "after-9999-in-utc", "before-year-1-in-utc"])
+def test_build_spec__at_out_of_range_is_a_value_error(at: datetime) -> None:
+    with pytest.raises(ValueError, match=r"^_at must be from 1970-01-01 to before 9999-01-01 "
+                                         r"\(UTC\), got datetime"):
+        spec_of(jobs.noop, _at=at)
+
+
+def test_build_spec__at_in_the_past_or_far_ahead_within_range_is_kept() -> None:
+    for at in (datetime(1970, 1, 1, tzinfo=timezone.utc),
+               datetime(9998, 12, 31, 18, 0, tzinfo=timezone(timedelta(hours=-5)))):
+        assert spec_of(jobs.noop, _at=at)["at"] == at
+
+
+@pytest.mark.parametrize(("retry", "error"), [(2**31, ValueError), (True, TypeError)])
+def test_build_spec__retry_count_beyond_int32_or_bool_is_rejected(
+        retry: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="_retry"):
+        spec_of(jobs.noop, _retry=retry)
 
 
 def test_build_spec__failure_mode_message_lists_allowed_values() -> None:

@@ -1,0 +1,112 @@
+"""The checks every constructor and option shares: durations, integers and job ids.
+
+One place decides what a duration, an integer or a job id may be, so that ``enqueue``,
+``Retry``, ``Repeat``, ``Callback``, ``WerkConfig``, ``Worker`` and ``CronScheduler`` accept
+the same values and reject the others with the same words: the option's name, the value
+given, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from typing import TypeGuard
+
+#: The longest duration any option takes: ten years (of 365.25 days), in seconds. Far
+#: beyond any real delay, timeout or retention, and small enough that everything computed
+#: from it stays representable: ``signal.setitimer`` and thread waits (which overflow near
+#: 292 years), and PostgreSQL timestamps of ``now() + interval``.
+MAX_SECONDS = 10 * 365.25 * 86400
+MAX_SECONDS_TEXT = f"{MAX_SECONDS:.0f} seconds (ten years)"
+
+#: Bounds of the PostgreSQL integer types the values end up in.
+INT32_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
+
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """True for an ``int`` that is not a ``bool`` (``True`` is an ``int`` to Python, never
+    a count or an id to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(name: str, value: object, *, minimum: int, maximum: int | None = None,
+            hint: str = "") -> int:
+    """``value`` checked to be an int (not a bool) within ``minimum`` .. ``maximum``.
+
+    Args:
+        name: the option, as the user wrote it (``"Retry.max"``, ``"concurrency"``).
+        hint: what the number means, added to the message (``" (total attempts)"``).
+
+    Raises:
+        TypeError: not an int (or a bool).
+        ValueError: out of range.
+    """
+    allowed = f">= {minimum}" if maximum is None else f">= {minimum} and <= {maximum}"
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int {allowed}{hint}, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {allowed}{hint}, got {value!r}")
+    return value
+
+
+def seconds(name: str, value: object, *, positive: bool = False) -> float | None:
+    """A duration in seconds: an int, a float or a ``timedelta``, finite, at least 0
+    (more than 0 with ``positive=True``) and at most ``MAX_SECONDS``. ``None`` (not set)
+    is returned as is.
+
+    Args:
+        name: the option, as the user wrote it (``"_timeout"``, ``"Retry.intervals[2]"``).
+        positive: zero is not allowed (a timeout or an interval of zero makes no sense).
+
+    Raises:
+        TypeError: not a number or a timedelta (a bool, a string, ...).
+        ValueError: negative, zero where ``positive``, infinite, NaN or above the cap.
+
+    Example::
+
+        seconds("_delay", timedelta(minutes=5))      # 300.0
+        seconds("_timeout", 0, positive=True)        # ValueError: _timeout must be > 0 ...
+    """
+    if value is None:
+        return None
+    number = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds (int, float or timedelta), got {value!r}")
+    low = "> 0" if positive else ">= 0"
+    try:
+        inside = math.isfinite(number) and (0 < number if positive else 0 <= number) \
+            and number <= MAX_SECONDS
+    except OverflowError:  # an int too large for a float
+        inside = False
+    if not inside:
+        raise ValueError(f"{name} must be {low} and <= {MAX_SECONDS_TEXT}, got {value!r}")
+    return float(number)
+
+
+def job_id_or_none(value: object) -> int | None:
+    """The job id ``value`` names, or ``None`` when it names none.
+
+    An id is a positive PostgreSQL ``bigint``, given as an ``int`` or as a string of ASCII
+    digits (as it comes from a URL, a form or a command line). Any other string, and any
+    number out of range, names no job: ``None``.
+
+    Raises:
+        TypeError: neither an int nor a string (a bool, a float, ``None``, ...).
+    """
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            return None
+        digits = value.lstrip("0") or "0"
+        # Longer than any bigint: also keeps int() away from its limit on digit strings.
+        if len(digits) > len(str(BIGINT_MAX)):
+            return None
+        value = int(digits)
+    elif not is_int(value):
+        raise TypeError(
+            f"a job id is an int or a string of digits (or a Job), got {value!r}")
+    return value if 1 <= value <= BIGINT_MAX else None
