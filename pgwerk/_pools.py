@@ -8,6 +8,7 @@ may then run callbacks itself).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -16,6 +17,7 @@ import queue
 import select
 import signal
 import struct
+import sys
 import threading
 import time
 import warnings
@@ -274,12 +276,56 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
         job = None
 
 
+# -- children die with their worker --------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Resolved once in the parent: looking a symbol up in a child forked from a threaded
+    # process could wait for a loader lock some other thread held at the fork.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def die_with_parent(parent: int) -> None:
+    """Called first thing in a forked child: make sure it never outlives ``parent``.
+
+    A child that outlived a SIGKILLed worker would go on running a job that the sweep has
+    meanwhile handed to another worker. On Linux the kernel sends SIGKILL when the parent
+    dies (``PR_SET_PDEATHSIG``; strictly, when the parent's thread that forked the child
+    ends: pools fork only from threads that live as long as their children). The parent
+    may have died before the request was made, so the parent pid is checked after it.
+    Elsewhere a thread checks the parent pid twice a second.
+    """
+    if _prctl is not None and _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if os.getppid() != parent:
+            os._exit(1)
+        return
+    threading.Thread(target=_watch_parent, args=(parent,), name="pgwerk-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:  # pragma: no cover - only without prctl
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _Child:
     """One forked process and the pipes to it."""
 
     def __init__(self, pool: ProcessPool, first: Job | None) -> None:
         jobs_r, jobs_w = os.pipe()
         results_r, results_w = os.pipe()
+        parent = os.getpid()
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork in a threaded process; the child only runs the
             # job and pgwerk never touches locks or connections inherited from the parent.
@@ -288,6 +334,7 @@ class _Child:
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
+                die_with_parent(parent)
                 os.close(jobs_w)
                 os.close(results_r)
                 # Pipes of the siblings forked before this child: holding their write ends
