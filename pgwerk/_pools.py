@@ -8,6 +8,7 @@ may then run callbacks itself).
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import os
@@ -16,7 +17,9 @@ import queue
 import select
 import signal
 import struct
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -273,12 +276,56 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
         job = None
 
 
+# -- children die with their worker --------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    # Resolved once in the parent: looking a symbol up in a child forked from a threaded
+    # process could wait for a loader lock some other thread held at the fork.
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def die_with_parent(parent: int) -> None:
+    """Called first thing in a forked child: make sure it never outlives ``parent``.
+
+    A child that outlived a SIGKILLed worker would go on running a job that the sweep has
+    meanwhile handed to another worker. On Linux the kernel sends SIGKILL when the parent
+    dies (``PR_SET_PDEATHSIG``; strictly, when the parent's thread that forked the child
+    ends: pools fork only from threads that live as long as their children). The parent
+    may have died before the request was made, so the parent pid is checked after it.
+    Elsewhere a thread checks the parent pid twice a second.
+    """
+    if _prctl is not None and _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        if os.getppid() != parent:
+            os._exit(1)
+        return
+    threading.Thread(target=_watch_parent, args=(parent,), name="pgwerk-parent-watch",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:  # pragma: no cover - only without prctl
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class _Child:
     """One forked process and the pipes to it."""
 
     def __init__(self, pool: ProcessPool, first: Job | None) -> None:
         jobs_r, jobs_w = os.pipe()
         results_r, results_w = os.pipe()
+        parent = os.getpid()
         with warnings.catch_warnings():
             # Python 3.12+ warns about fork in a threaded process; the child only runs the
             # job and pgwerk never touches locks or connections inherited from the parent.
@@ -287,11 +334,13 @@ class _Child:
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
+                die_with_parent(parent)
                 os.close(jobs_w)
                 os.close(results_r)
                 # Pipes of the siblings forked before this child: holding their write ends
                 # would keep them from ever seeing EOF on their job pipe (and so exiting).
-                for sibling in [*pool._idle, *pool._busy.values()]:
+                for sibling in [*pool._idle, *pool._busy.values(), *pool._dead,
+                                *pool._retiring]:
                     if {sibling.jobs_fd, sibling.results_fd} & {jobs_r, results_w}:
                         continue  # a number reused for this child's own pipes
                     sibling.close()
@@ -310,9 +359,20 @@ class _Child:
         self.kill_reason: str | None = None
         self.deadline: Deadline | None = None
 
-    def exit_description(self) -> str:
+    def exit_description(self, patience: float = 0.0) -> str:
+        """Reap the child and say how it ended. With ``patience``, a child still running
+        after that many seconds is killed first (one that closed its pipe but hangs)."""
+        end = time.monotonic() + patience
         try:
-            _, status = os.waitpid(self.pid, 0)
+            while True:
+                pid, status = os.waitpid(self.pid, os.WNOHANG if patience else 0)
+                if pid:
+                    break
+                if time.monotonic() >= end:
+                    os.kill(self.pid, signal.SIGKILL)
+                    _, status = os.waitpid(self.pid, 0)
+                    break
+                time.sleep(0.005)
         except ChildProcessError:
             return "the child process vanished"
         if os.WIFSIGNALED(status):
@@ -337,7 +397,14 @@ class ProcessPool:
     """Handlers in forked processes. ``persistent=False`` (``pool="fork"``) forks a fresh
     child per job; ``persistent=True`` (``pool="process"``) keeps ``capacity`` children and
     sends them jobs. A time limit raises ``JobTimeout`` in the child (SIGALRM), then the
-    parent kills it with SIGKILL after the grace period; abort kills the child at once."""
+    parent kills it with SIGKILL after the grace period; abort kills the child at once.
+
+    Children die unexpectedly (the OOM killer, an operator's ``kill``): the reader thread
+    watches idle children too, and reaps and replaces one that dies. A job handed to a
+    child that died unseen goes to a fresh child; a child that dies while running a job
+    ends that job as failed. Only the reader thread closes a child's pipes while the pool
+    runs, so the descriptors it waits on are never closed under it.
+    """
 
     def __init__(self, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,
                  grace: float, on_done: OnDone, persistent: bool) -> None:
@@ -348,6 +415,12 @@ class ProcessPool:
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
         self._busy: dict[int, _Child] = {}
+        # Children found dead by ``submit`` and jobs it could not start: the reader thread
+        # buries the former and reports the latter (``on_done`` must not run in ``submit``,
+        # whose caller holds the worker's dispatch lock).
+        self._dead: list[_Child] = []
+        self._rejected: list[tuple[Job, Outcome]] = []
+        self._retiring: list[_Child] = []
         self._stopping = False
         self._reader = threading.Thread(target=self._read_results, name="pgwerk-children",
                                         daemon=True)
@@ -355,9 +428,14 @@ class ProcessPool:
 
     def start(self) -> None:
         if self.persistent:
-            for _ in range(self.capacity):
+            while len(self._idle) + len(self._busy) < self.capacity:
                 self._idle.append(_Child(self, None))
         self._reader.start()
+
+    def child_pids(self) -> list[int]:
+        """Pids of the pool's children, idle and busy."""
+        with self._lock:
+            return [c.pid for c in [*self._idle, *self._busy.values()]]
 
     def free_slots(self) -> int:
         with self._lock:
@@ -368,18 +446,58 @@ class ProcessPool:
             return list(self._busy)
 
     def submit(self, job: Job) -> None:
-        with self._lock:
-            if self.persistent:
-                child = self._idle.pop() if self._idle else _Child(self, None)
-                child.job = job
-                _write_frame(child.jobs_fd, job)
-            else:
-                child = _Child(self, job)
-            self._busy[job.id] = child
+        try:
+            child = self._hand_over(job)
+        except OSError as exc:  # no fork or no pipe to be had (EAGAIN, ENOMEM, EMFILE)
+            logger.error("job %s: cannot start a child process: %s", job.id, exc)
+            with self._lock:
+                self._rejected.append((job, Outcome(ERROR, error=(
+                    f"pgwerk: job {job.id} could not be started in a child process: {exc}"))))
+            self._wake()
+            return
         if job.timeout:
             child.deadline = self.watcher.add(job.timeout + self.grace,
                                               lambda: self._kill(job.id, TIMEOUT))
-        os.write(self._wake_w, b"x")
+        self._wake()
+
+    def _hand_over(self, job: Job) -> _Child:
+        with self._lock:
+            if not self.persistent:
+                child = _Child(self, job)
+            else:
+                child = self._send_to_idle(job) or self._send_to_fresh(job)
+            self._busy[job.id] = child
+        return child
+
+    def _send_to_idle(self, job: Job) -> _Child | None:
+        while self._idle:
+            child = self._idle.pop()
+            try:
+                _write_frame(child.jobs_fd, job)
+            except OSError as exc:  # it died while idle, before the reader noticed
+                logger.warning("child process %s died while idle (%s); job %s goes to "
+                               "another", child.pid, exc, job.id)
+                self._dead.append(child)
+                continue
+            child.job = job
+            return child
+        return None
+
+    def _send_to_fresh(self, job: Job) -> _Child:
+        child = _Child(self, None)
+        try:
+            _write_frame(child.jobs_fd, job)
+        except OSError:
+            self._dead.append(child)
+            raise
+        child.job = job
+        return child
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:  # pragma: no cover - the reader has plenty of wake-ups
+            pass
 
     def abort(self, job_id: int) -> bool:
         return self._kill(job_id, ABORTED)
@@ -406,24 +524,81 @@ class ProcessPool:
         with self._lock:
             self._stopping = True
             idle, self._idle = self._idle, []
-        for child in idle:
+            if self._reader.is_alive():  # it closes and reaps them (it may be watching them)
+                self._retiring.extend(idle)
+                idle = []
+            else:
+                idle += self._dead
+                self._dead = []
+        self._wake()
+        if idle:
+            self._retire(idle)
+        elif self._reader.is_alive():
+            self._reader.join(timeout=5.0)
+
+    @staticmethod
+    def _retire(children: list[_Child]) -> None:
+        for child in children:
             child.close()  # EOF on its job pipe: the child exits
-        for child in idle:
-            child.exit_description()
-        os.write(self._wake_w, b"x")
+        for child in children:
+            child.exit_description(patience=2.0)
+
+    # -- the reader thread ------------------------------------------------------------------
 
     def _read_results(self) -> None:
         while True:
             with self._lock:
-                if self._stopping and not self._busy:
-                    return
-                watched = {c.results_fd: c for c in self._busy.values()}
+                if self._stopping and not self._busy and not self._rejected:
+                    break
+                dead, self._dead = self._dead, []
+                rejected, self._rejected = self._rejected, []
+                retiring, self._retiring = self._retiring, []
+                watched = {c.results_fd: c for c in [*self._idle, *self._busy.values()]}
+            self._retire(retiring)
+            for child in dead:
+                self._bury(child, replace=False)
+            for job, outcome in rejected:
+                self._report(job, outcome)
             ready, _, _ = select.select([self._wake_r, *watched], [], [], 1.0)
             for fd in ready:
                 if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
-                    continue
-                self._collect(watched[fd])
+                else:
+                    self._on_readable(watched[fd])
+        with self._lock:
+            dead, self._dead = self._dead, []
+            retiring, self._retiring = self._retiring, []
+        self._retire(retiring)
+        for child in dead:
+            self._bury(child, replace=False)
+
+    def _on_readable(self, child: _Child) -> None:
+        with self._lock:
+            idle = child in self._idle
+            if idle:
+                self._idle.remove(child)
+            busy = child.job is not None and self._busy.get(child.job.id) is child
+        if idle:  # an idle child has nothing to say: it died
+            self._bury(child, replace=True)
+        elif busy:
+            self._collect(child)
+        # else: submit found it dead meanwhile; it is buried from ``_dead``.
+
+    def _bury(self, child: _Child, replace: bool) -> None:
+        """Reap a child that died (or misbehaved) outside a job; replace it if idle."""
+        cause = child.exit_description(patience=1.0)
+        child.close()
+        logger.warning("child process %s of the %s pool ended while idle: %s", child.pid,
+                       self.kind, cause)
+        if not replace:
+            return
+        with self._lock:
+            if self._stopping or len(self._idle) + len(self._busy) >= self.capacity:
+                return
+            try:
+                self._idle.append(_Child(self, None))
+            except OSError as exc:  # submit forks one when it needs it
+                logger.error("cannot replace the child process: %s", exc)
 
     def _collect(self, child: _Child) -> None:
         try:
@@ -450,6 +625,9 @@ class ProcessPool:
             elif alive:
                 child.close()
                 child.exit_description()
+        self._report(job, outcome)
+
+    def _report(self, job: Job, outcome: Outcome) -> None:
         self.on_done(job, outcome, False)
 
     def _death_outcome(self, job: Job, reason: str | None, cause: str) -> Outcome:
