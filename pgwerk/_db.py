@@ -77,6 +77,14 @@ def _configure_pooled(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET jit = off")
 
 
+def _configure_pooled_pgbouncer(conn: psycopg.Connection[Any]) -> None:
+    """A pooled connection through PgBouncer in transaction mode: tracked, and no session
+    state. A ``SET`` would stay on whichever server connection ran it, for other clients,
+    and none of ours. The generic plans that made JIT costly never arise here, since
+    nothing is prepared (set ``jit = off`` on the role or database if wanted)."""
+    _track(conn)
+
+
 class Database:
     """The pool of one ``Werk``: opened on first use, reopened in a forked child."""
 
@@ -92,11 +100,16 @@ class Database:
     # -- lifecycle -----------------------------------------------------------------
 
     def connect_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, int(self.config.connect_timeout)),
             "application_name": self.config.application_name,
         }
+        if self.config.pgbouncer:
+            # A statement prepared on one server connection is unknown on the next one
+            # PgBouncer hands out in transaction mode.
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
     def retrying(self, what: str) -> tenacity.Retrying:
         """The reconnect policy: exponential backoff, then ``DatabaseUnavailable``."""
@@ -153,7 +166,8 @@ class Database:
                     min_size=self.config.min_pool_size,
                     max_size=self.config.max_pool_size,
                     kwargs={**self.connect_kwargs(), "row_factory": dict_row},
-                    configure=_configure_pooled,
+                    configure=(_configure_pooled_pgbouncer if self.config.pgbouncer
+                               else _configure_pooled),
                     open=False,
                     timeout=self.config.connect_timeout,
                     reconnect_timeout=max(30.0, self.config.connect_timeout * 4),

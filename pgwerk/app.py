@@ -16,7 +16,7 @@ import psycopg
 
 from pgwerk import _migrate
 from pgwerk._db import CallerConnection, Database, Row, as_arrays
-from pgwerk._notify import Listener, Waiters, channel_name
+from pgwerk._notify import Listener, Poller, Waiters, channel_name, make_listener
 from pgwerk._rows import job_from_row
 from pgwerk._sql import Queries
 from pgwerk.config import WerkConfig
@@ -88,7 +88,7 @@ class Werk:
         self.channel = channel_name(self.config.schema, self.config.prefix)
         self._db = Database(self.dsn, self.config)
         self._db.on_first_connect(self._prepare_schema)
-        self._listener = Listener(self._db, self.channel)
+        self._listener = make_listener(self._db, self.channel)
         self._waiters = Waiters()
         self._waiting_subscribed = False
         self._plain: JobSpec | None = None
@@ -137,7 +137,7 @@ class Werk:
         return self._db
 
     @property
-    def listener(self) -> Listener:
+    def listener(self) -> Listener | Poller:
         return self._listener
 
     def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:

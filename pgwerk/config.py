@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
@@ -31,6 +33,13 @@ class WerkConfig:
         connect_timeout: seconds one connection attempt may take.
         max_lost: how many times a job may be lost with its worker before it fails.
         application_name: shown in ``pg_stat_activity``.
+        pgbouncer: work through PgBouncer in transaction mode: poll instead of LISTEN,
+            a lease row instead of session advisory locks, no prepared statements.
+            Default: ``$PGWERK_PGBOUNCER`` (``1``/``true``/``yes``/``on``), else off.
+        poll_interval: in PgBouncer mode, seconds between looks for new work and for
+            finished jobs (``apply``/``wait_for``), since no notification arrives.
+        lease_ttl: in PgBouncer mode, seconds the cron leader's lease lasts unrenewed:
+            another scheduler takes over about this long after the leader dies.
     """
 
     schema: str = "public"
@@ -46,8 +55,12 @@ class WerkConfig:
     connect_timeout: float = 5.0
     max_lost: int = 3
     application_name: str = "pgwerk"
+    pgbouncer: bool = field(default_factory=lambda: pgbouncer_from_env())
+    poll_interval: float = 0.5
+    lease_ttl: float = 10.0
 
     def __post_init__(self) -> None:
+        _check_pgbouncer_settings(self)
         for name, limit in (("schema", 63), ("prefix", 40)):
             value = getattr(self, name)
             if not isinstance(value, str) or not _IDENTIFIER.match(value) or len(value) > limit:
@@ -94,3 +107,45 @@ class WerkConfig:
                 f"unknown Werk option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
             )
         return replace(self, **overrides)
+
+
+# -- PgBouncer mode ----------------------------------------------------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+#: Longest poll interval or lease accepted (a day): anything longer is a typo.
+_MAX_SECONDS = 86400.0
+
+
+def pgbouncer_from_env() -> bool:
+    """``$PGWERK_PGBOUNCER`` as a boolean (unset: False)."""
+    value = os.environ.get("PGWERK_PGBOUNCER", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"PGWERK_PGBOUNCER must be one of {', '.join(_TRUE)} (on) or "
+        f"{', '.join(repr(v) for v in _FALSE)} (off), got {os.environ['PGWERK_PGBOUNCER']!r}"
+    )
+
+
+def _positive_seconds(name: str, value: Any, low: float) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= _MAX_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds between {low:g} and {_MAX_SECONDS:g} "
+            f"(or a timedelta), got {value!r}"
+        )
+    return float(value)
+
+
+def _check_pgbouncer_settings(config: WerkConfig) -> None:
+    if not isinstance(config.pgbouncer, bool):
+        raise ConfigurationError(f"pgbouncer must be True or False, got {config.pgbouncer!r}")
+    object.__setattr__(config, "poll_interval",
+                       _positive_seconds("poll_interval", config.poll_interval, 0.01))
+    lease = _positive_seconds("lease_ttl", config.lease_ttl, 0.5)
+    object.__setattr__(config, "lease_ttl", lease)
