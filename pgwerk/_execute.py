@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_type_hints
 
+from pgwerk._allowlist import refusal
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 
@@ -167,6 +168,9 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
+        refused = refusal(app, job.function)  # before anything is imported
+        if refused is not None:
+            return Outcome(ERROR, error=f"pgwerk: {refused}", retryable=False)
         try:
             func = load_handler(job.function)
         except HandlerNotFound as exc:
@@ -267,6 +271,10 @@ def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
     The caller arms the callback's own timeout (``ref.timeout``) around this call.
     """
     ctx = Context(app=app, job=job, worker=worker, exception=exception)
+    refused = refusal(app, ref.path, "callback")  # before anything is imported
+    if refused is not None:
+        logger.error("job %s: %s", job.id, refused)
+        return
     try:
         func = load_handler(ref.path)
         out = func(ctx)

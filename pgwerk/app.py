@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from pgwerk import _migrate
+from pgwerk._allowlist import check_enqueue
 from pgwerk._db import CallerConnection, Database, Row, as_arrays
 from pgwerk._notify import Listener, Poller, Waiters, channel_name, make_listener
 from pgwerk._rows import job_from_row
@@ -184,6 +185,7 @@ class Werk:
 
     def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         """Insert validated specs, on the caller's connection or a pooled one."""
+        check_enqueue(self, (spec.row for spec in specs))
         if conn is not None:
             caller = CallerConnection(conn)
             if not self._db.is_open:
@@ -232,6 +234,7 @@ class Werk:
         """The statements of an enqueue as a generator: it yields ``(query, params)``, is
         sent the rows, and returns the jobs. Drivers run it on a blocking connection
         (``insert_specs``) or on an asyncio one (``pgwerk.aio``) with the same logic."""
+        check_enqueue(self, (spec.row for spec in specs))
         upstream = sorted({d.job_id for s in specs for d in s.depends_on})
         if upstream:
             found = {r["id"]: r["status"] for r in (

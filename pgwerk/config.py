@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any
 
+from pgwerk._allowlist import normalize_handlers
 from pgwerk.exceptions import ConfigurationError
 from pgwerk.serializers import JSONSerializer, Serializer
 
@@ -38,6 +40,10 @@ class WerkConfig:
             Default: ``$PGWERK_PGBOUNCER`` (``1``/``true``/``yes``/``on``), else off.
         poll_interval: in PgBouncer mode, seconds between looks for new work and for
             finished jobs (``apply``/``wait_for``), since no notification arrives.
+        handlers: the functions workers may run (jobs and callbacks): module prefixes or
+            exact dotted paths (``["myapp.tasks", "myapp.other.func"]``). A job naming
+            anything else fails without being imported. ``None`` (the default) runs any
+            function, which lets whoever can write to the jobs table run code.
         lease_ttl: in PgBouncer mode, seconds the cron leader's lease lasts unrenewed:
             another scheduler takes over about this long after the leader dies.
     """
@@ -58,8 +64,10 @@ class WerkConfig:
     pgbouncer: bool = field(default_factory=lambda: pgbouncer_from_env())
     poll_interval: float = 0.5
     lease_ttl: float = 10.0
+    handlers: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "handlers", normalize_handlers(self.handlers))
         _check_pgbouncer_settings(self)
         for name, limit in (("schema", 63), ("prefix", 40)):
             value = getattr(self, name)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from pgwerk._allowlist import warn_if_unrestricted
 from pgwerk._db import CONNECTION_ERRORS
 from pgwerk._execute import (
     Outcome,
@@ -250,6 +251,7 @@ class Worker:
     def _start(self) -> None:
         app = self.app
         app.connect()
+        warn_if_unrestricted(app)
         self._watcher = DeadlineWatcher()
         self._watcher.start()
         self._pool = make_pool(self.pool_kind, app, self, self.concurrency, self._watcher,
