@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgwerk.config import WerkConfig
-from pgwerk.exceptions import DatabaseUnavailable
+from pgwerk.exceptions import ConfigurationError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,109 @@ _INHERITED: list[object] = []
 
 
 _DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+# -- DSNs in messages: never a secret ----------------------------------------------------
+
+#: Connection parameters whose values are secrets (password, sslpassword, and the like).
+_SECRET_KEY = re.compile(r"pass|secret|token|credential|pwd", re.IGNORECASE)
+_MASK = "***"
+# A secret inside DSN text: ``key=value`` (value bare or single-quoted), ``?key=value`` in
+# a URL, and the password of a URL's ``user:password@``.
+_SECRET_PAIR = re.compile(
+    r"(?P<key>\b[\w-]*(?:pass|secret|token|credential|pwd)[\w-]*\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)(?P<value>[^@\s\"]*)(?=@)",
+                           re.IGNORECASE)
+
+#: Values libpq accepts for its enumerated options; anything else is a configuration
+#: error, found when the app is built instead of at the first connect (where libpq's
+#: "connection is bad" would look like an outage and be retried).
+_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby",
+                             "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslcertmode": ("disable", "allow", "require"),
+}
+# libpq's own words for a bad setting (as opposed to a server it cannot reach).
+_BAD_SETTING = re.compile(r"invalid (?:[\w ]+ value|port number|connection option|"
+                          r"URI query parameter|integer value)|unsupported [\w ]+ value",
+                          re.IGNORECASE)
+
+
+def _secrets_of(dsn: str) -> list[str]:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        found = [m.group("value").strip("'") for m in _SECRET_PAIR.finditer(dsn)]
+        found += [m.group("value") for m in _URL_PASSWORD.finditer(dsn)]
+    else:
+        found = [str(v) for k, v in params.items() if _SECRET_KEY.search(k) and v]
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def redact(text: str, dsn: str | None = None) -> str:
+    """``text`` with every secret of ``dsn`` and every DSN-looking secret masked."""
+    text = _SECRET_PAIR.sub(lambda m: m.group("key") + _MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + _MASK, text)
+    if dsn:
+        for secret in _secrets_of(dsn):
+            if len(secret) >= 3:  # shorter ones are masked where they appear as a pair
+                text = text.replace(secret, _MASK)
+    return text
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN as ``key=value`` pairs without its secrets (password, sslpassword, ...),
+    for messages and logs; an unparsable one with its secrets masked."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return redact(dsn, dsn)
+    return psycopg.conninfo.make_conninfo(**{
+        k: str(v) for k, v in params.items() if not _SECRET_KEY.search(k)})
+
+
+def check_dsn(dsn: str) -> None:
+    """Raise ``ConfigurationError`` (secrets masked) when libpq could never use ``dsn``."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"the DSN is not valid: {redact(str(exc).strip(), dsn)} (DSN: {redact_dsn(dsn)})"
+        ) from None
+    for name, allowed in _CHOICES.items():
+        value = params.get(name)
+        if value is not None and str(value) not in allowed:
+            raise ConfigurationError(
+                f"the DSN's {name}={value!r} is not valid; allowed: {', '.join(allowed)} "
+                f"(DSN: {redact_dsn(dsn)})")
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                f"the DSN's port {port!r} is not a port number (1-65535) (DSN: {redact_dsn(dsn)})")
+
+
+def is_bad_setting(exc: BaseException) -> bool:
+    """Whether a connection error means the DSN is wrong, not the server unreachable."""
+    return isinstance(exc, psycopg.Error) and bool(_BAD_SETTING.search(str(exc)))
+
+
+def connect_once(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect`` whose errors never carry a secret: a bad setting is a
+    ``ConfigurationError``, an unreachable server an ``OperationalError`` (retryable)."""
+    try:
+        return psycopg.connect(dsn, **kwargs)
+    except psycopg.Error as exc:
+        message = redact(str(exc).strip(), dsn)
+        if is_bad_setting(exc) or not isinstance(exc, psycopg.OperationalError):
+            raise ConfigurationError(
+                f"cannot use the DSN: {message} (DSN: {redact_dsn(dsn)})") from None
+        raise psycopg.OperationalError(message) from None
 
 
 def _neutralize_inherited_connections() -> None:
@@ -89,6 +193,7 @@ class Database:
     """The pool of one ``Werk``: opened on first use, reopened in a forked child."""
 
     def __init__(self, dsn: str, config: WerkConfig) -> None:
+        check_dsn(dsn)
         self.dsn = dsn
         self.config = config
         self._lock = threading.Lock()
@@ -116,9 +221,10 @@ class Database:
 
         def give_up(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            detail = redact(str(exc).strip(), self.dsn) or type(exc).__name__
             raise DatabaseUnavailable(
                 f"cannot reach PostgreSQL to {what} after {state.attempt_number} attempt(s): "
-                f"{str(exc).strip() or type(exc).__name__}"
+                f"{detail}"
             ) from exc
 
         return tenacity.Retrying(
@@ -128,14 +234,14 @@ class Database:
             retry_error_callback=give_up,
             before_sleep=lambda s: logger.warning(
                 "database unreachable (%s); retrying to %s",
-                s.outcome.exception() if s.outcome else "", what,
+                redact(str(s.outcome.exception() if s.outcome else ""), self.dsn), what,
             ),
         )
 
     def connect_direct(self, what: str = "connect") -> psycopg.Connection[Row]:
         """A dedicated autocommit connection outside the pool (LISTEN, advisory locks)."""
         conn: psycopg.Connection[Row] = self.retrying(what)(
-            psycopg.connect, self.dsn, row_factory=dict_row, **self.connect_kwargs()
+            connect_once, self.dsn, row_factory=dict_row, **self.connect_kwargs()
         )
         _track(conn)
         return conn

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from pgwerk._db import Database
+from pgwerk._db import Database, connect_once, redact
 from pgwerk._sql import quote_ident
+from pgwerk.exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +113,8 @@ class Listener:
         first = True
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(self._db.dsn, **self._db.connect_kwargs())
-            except psycopg.OperationalError as exc:
+                conn = connect_once(self._db.dsn, **self._db.connect_kwargs())
+            except (psycopg.OperationalError, ConfigurationError) as exc:
                 logger.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -135,7 +136,8 @@ class Listener:
                         self._publish(batch)
             except psycopg.Error as exc:
                 if not self._stop.is_set():
-                    logger.warning("LISTEN connection lost (%s); reconnecting", exc)
+                    logger.warning("LISTEN connection lost (%s); reconnecting",
+                                   redact(str(exc), self._db.dsn))
                     self._ready.clear()
                     self._stop.wait(backoff)
             finally:
