@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -216,8 +217,11 @@ class Database:
             kwargs["prepare_threshold"] = None
         return kwargs
 
-    def retrying(self, what: str) -> tenacity.Retrying:
-        """The reconnect policy: exponential backoff, then ``DatabaseUnavailable``."""
+    def retrying(self, what: str, deadline: float | None = None) -> tenacity.Retrying:
+        """The reconnect policy: exponential backoff, then ``DatabaseUnavailable`` after
+        ``connect_attempts`` attempts, or when the next try would start past ``deadline``
+        (a ``time.monotonic()`` value: the time budget of a caller's call)."""
+
 
         def give_up(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -228,7 +232,8 @@ class Database:
             ) from exc
 
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.config.connect_attempts),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.config.connect_attempts),
+                                   _StopAt(deadline)),
             wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
             retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
             retry_error_callback=give_up,
@@ -238,18 +243,25 @@ class Database:
             ),
         )
 
-    def connect_direct(self, what: str = "connect") -> psycopg.Connection[Row]:
+    def connect_direct(self, what: str = "connect",
+                       deadline: float | None = None) -> psycopg.Connection[Row]:
         """A dedicated autocommit connection outside the pool (LISTEN, advisory locks)."""
-        conn: psycopg.Connection[Row] = self.retrying(what)(
-            connect_once, self.dsn, row_factory=dict_row, **self.connect_kwargs()
-        )
+
+        def connect() -> psycopg.Connection[Row]:
+            kwargs = self.connect_kwargs()
+            if deadline is not None:  # libpq counts whole seconds, and at least 2
+                left = deadline - time.monotonic()
+                kwargs["connect_timeout"] = max(2, min(kwargs["connect_timeout"], int(left)))
+            return connect_once(self.dsn, row_factory=dict_row, **kwargs)
+
+        conn: psycopg.Connection[Row] = self.retrying(what, deadline)(connect)
         _track(conn)
         return conn
 
     def on_first_connect(self, callback: Callable[[psycopg.Connection[Any]], None]) -> None:
         self._on_first_connect.append(callback)
 
-    def pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
+    def pool(self, deadline: float | None = None) -> ConnectionPool[psycopg.Connection[Row]]:
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
@@ -261,7 +273,7 @@ class Database:
                 self._pool = None
                 self._pid = os.getpid()
             if self._pool is None:
-                first = self.connect_direct("open the connection pool")
+                first = self.connect_direct("open the connection pool", deadline)
                 try:
                     for callback in self._on_first_connect:
                         callback(first)
@@ -296,22 +308,32 @@ class Database:
     # -- running statements --------------------------------------------------------
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Row]]:
-        with self.pool().connection() as conn:
+    def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection; waits at most until ``deadline`` (``time.monotonic()``)
+        for one, else ``connect_timeout``."""
+        pool = self.pool(deadline)
+        timeout = self.config.connect_timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.01, deadline - time.monotonic()))
+        with pool.connection(timeout=timeout) as conn:
             yield conn
 
     def run(self, what: str, fn: Callable[[psycopg.Connection[Row]], T]) -> T:
-        """Run ``fn`` on a pooled connection, retrying when the connection fails."""
+        """Run ``fn`` on a pooled connection, retrying when the connection fails, for at
+        most ``enqueue_timeout`` seconds in all (then ``DatabaseUnavailable``): a web
+        request that enqueues during an outage fails fast. Workers ride out outages in
+        their own loops, around this."""
+        deadline = time.monotonic() + self.config.enqueue_timeout
 
         def attempt() -> T:
-            with self.connection() as conn:
+            with self.connection(deadline) as conn:
                 return fn(conn)
 
         try:  # the common case, without building a retry policy
             return attempt()
         except CONNECTION_ERRORS:
             logger.warning("database connection failed; retrying to %s", what)
-        return self.retrying(what)(attempt)
+        return self.retrying(what, deadline)(attempt)
 
     def fetch(self, what: str, query: bytes, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run one statement (autocommit) and return its rows as dicts."""
@@ -321,6 +343,17 @@ class Database:
             return cur.fetchall() if cur.description else []
 
         return self.run(what, go)
+
+
+class _StopAt(tenacity.stop.stop_base):
+    """Stop retrying when the next try would start past ``deadline`` (monotonic)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return self.deadline is not None and time.monotonic() + upcoming >= self.deadline
 
 
 # -- the caller's connection (_conn) ---------------------------------------------------

@@ -35,6 +35,9 @@ class WerkConfig:
         connect_timeout: seconds one connection attempt may take.
         max_lost: how many times a job may be lost with its worker before it fails.
         application_name: shown in ``pg_stat_activity``.
+        enqueue_timeout: seconds a call of the app (``enqueue``, ``get_job``, ...) may
+            spend reaching the database, retries included, before ``DatabaseUnavailable``
+            (workers keep retrying on their own).
         pgbouncer: work through PgBouncer in transaction mode: poll instead of LISTEN,
             a lease row instead of session advisory locks, no prepared statements.
             Default: ``$PGWERK_PGBOUNCER`` (``1``/``true``/``yes``/``on``), else off.
@@ -64,11 +67,12 @@ class WerkConfig:
     pgbouncer: bool = field(default_factory=lambda: pgbouncer_from_env())
     poll_interval: float = 0.5
     lease_ttl: float = 10.0
+    enqueue_timeout: float = 5.0
     handlers: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "handlers", normalize_handlers(self.handlers))
-        _check_pgbouncer_settings(self)
+        _check_connection_settings(self)
         for name, limit in (("schema", 63), ("prefix", 40)):
             value = getattr(self, name)
             if not isinstance(value, str) or not _IDENTIFIER.match(value) or len(value) > limit:
@@ -117,7 +121,7 @@ class WerkConfig:
         return replace(self, **overrides)
 
 
-# -- PgBouncer mode ----------------------------------------------------------------------
+# -- PgBouncer mode and time budgets -----------------------------------------------------
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -150,10 +154,12 @@ def _positive_seconds(name: str, value: Any, low: float) -> float:
     return float(value)
 
 
-def _check_pgbouncer_settings(config: WerkConfig) -> None:
+def _check_connection_settings(config: WerkConfig) -> None:
     if not isinstance(config.pgbouncer, bool):
         raise ConfigurationError(f"pgbouncer must be True or False, got {config.pgbouncer!r}")
     object.__setattr__(config, "poll_interval",
                        _positive_seconds("poll_interval", config.poll_interval, 0.01))
     lease = _positive_seconds("lease_ttl", config.lease_ttl, 0.5)
     object.__setattr__(config, "lease_ttl", lease)
+    object.__setattr__(config, "enqueue_timeout",
+                       _positive_seconds("enqueue_timeout", config.enqueue_timeout, 0.1))
