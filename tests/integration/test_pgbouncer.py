@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgwerk import JobStatus, Werk
+from pgwerk import ConfigurationError, JobStatus, Werk
 from pgwerk._notify import Poller
 from pgwerk._sql import migrations
-from pgwerk.cron import CronScheduler
+from pgwerk.cron import CronScheduler, run_in_thread, wait_for_leader
 from tests import jobs, worker_jobs
 from tests.conftest import drop_schemas, unique_schema
 from tests.helpers import connect_in_child, eventually, query, table
@@ -198,7 +198,7 @@ RETRY_INTERVAL = 0.3
 SCHEDULER = """
 import signal, sys
 from pgwerk import Werk
-from pgwerk.cron import CronScheduler
+from pgwerk.cron import CronScheduler, run_in_thread, wait_for_leader
 
 dsn, schema = sys.argv[1], sys.argv[2]
 app = Werk(dsn, schema=schema, pgbouncer=True, lease_ttl=float(sys.argv[3]))
@@ -292,3 +292,33 @@ def test_cron__a_lease_held_elsewhere_keeps_a_scheduler_following(bouncer_app: W
         assert first._leadership.renew(conn)
         first._leadership.release(conn)
         assert second._leadership.acquire(conn)
+
+
+def test_cron__a_leader_whose_lease_was_taken_steps_down_and_competes_again(
+        make_bouncer_app: Callable[..., Werk], pg_dsn: str) -> None:
+    app = make_bouncer_app(lease_ttl=0.9).connect()
+    scheduler = CronScheduler(app, retry_interval=0.1, poll_interval=0.1)
+    scheduler.register("tests.jobs.noop", interval=3600, name="hourly")
+    thread = run_in_thread(scheduler)
+    leases = table(app, "leases")
+    try:
+        assert wait_for_leader(scheduler, 10)
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("UPDATE {} SET holder = 'elsewhere:1:x', "
+                                 "expires_at = now() + interval '1 hour'").format(leases))
+            eventually(lambda: not scheduler.is_leader, timeout=5, message="stepped down")
+            conn.execute(sql.SQL("DELETE FROM {}").format(leases))
+        assert wait_for_leader(scheduler, 5)
+    finally:
+        scheduler.stop()
+        thread.join(10)
+    # Stopping gives the lease back at once.
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(leases)).fetchone() == (0,)
+
+
+@pytest.mark.parametrize("option", [{"pgbouncer": "yes"}, {"poll_interval": 0},
+                                    {"poll_interval": float("inf")}, {"lease_ttl": -1}])
+def test_pgbouncer_settings__bad_values_are_a_configuration_error(option: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match=next(iter(option))):
+        Werk("postgresql://localhost/db", **option)
