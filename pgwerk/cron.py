@@ -45,6 +45,7 @@ from typing import Any
 
 import psycopg
 
+from pgwerk._allowlist import check_enqueue
 from pgwerk._db import CONNECTION_ERRORS, Row
 from pgwerk._lease import leadership
 from pgwerk.app import Werk
@@ -326,7 +327,8 @@ class CronScheduler:
                              f"got {schedule_name!r}")
         params = EnqueueParams(func=path, args=tuple(args), kwargs=dict(kwargs or {}),
                                queue=queue, **options)
-        build_spec(params, self.app.config)  # every option checked now, not at the first tick
+        spec = build_spec(params, self.app.config)  # every option checked now, not at a tick
+        check_enqueue(self.app, [spec.row])  # and the app's handlers allow-list
         schedule = _Schedule(name=schedule_name, function=path, params=params, cron=cron,
                              interval=every, tz=_timezone(tz))
         with self._lock:

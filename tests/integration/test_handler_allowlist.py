@@ -111,3 +111,13 @@ def test_handlers__bad_values_are_a_configuration_error(value: object) -> None:
 def test_handlers__accept_modules_and_functions() -> None:
     app = Werk("postgresql://localhost/db", handlers=[jobs, jobs.add.__module__, jobs.add])
     assert app.config.handlers == ("tests.jobs", "tests.jobs.add")
+
+
+def test_cron_register__a_function_outside_the_allow_list_is_refused(make_app: MakeApp) -> None:
+    from pgwerk.cron import CronScheduler
+
+    scheduler = CronScheduler(make_app(handlers=["tests.jobs"]))
+    with pytest.raises(ValueError, match="'os.system' is not allowed"):
+        scheduler.register("os.system", interval=60)
+    assert scheduler.names == []
+    scheduler.register(jobs.noop, interval=60)
