@@ -78,8 +78,7 @@ def refusal(app: Werk, path: str, what: str = "function") -> str | None:
     if is_allowed(path, handlers):
         return None
     assert handlers is not None
-    return (f"{what} {path!r} is not allowed by this app's handlers "
-            f"({', '.join(handlers)}); it was neither imported nor run")
+    return f"{what} {path!r} is not allowed by this app's handlers ({', '.join(handlers)})"
 
 
 def check_enqueue(app: Werk, rows: Iterable[dict[str, Any]]) -> None:
@@ -95,8 +94,7 @@ def check_enqueue(app: Werk, rows: Iterable[dict[str, Any]]) -> None:
         for what, path in paths:
             reason = refusal(app, path, what)
             if reason is not None:
-                raise ValueError(reason.replace("it was neither imported nor run",
-                                                "nothing was enqueued"))
+                raise ValueError(f"{reason}; nothing was enqueued")
 
 
 def warn_if_unrestricted(app: Werk) -> None:

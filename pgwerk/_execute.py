@@ -170,7 +170,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
         refused = refusal(app, job.function)  # before anything is imported
         if refused is not None:
-            return Outcome(ERROR, error=f"pgwerk: {refused}", retryable=False)
+            return Outcome(ERROR, error=f"pgwerk: {refused}; it was neither imported nor run",
+                           retryable=False)
         try:
             func = load_handler(job.function)
         except HandlerNotFound as exc:
@@ -273,7 +274,7 @@ def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
     ctx = Context(app=app, job=job, worker=worker, exception=exception)
     refused = refusal(app, ref.path, "callback")  # before anything is imported
     if refused is not None:
-        logger.error("job %s: %s", job.id, refused)
+        logger.error("job %s: %s; it was neither imported nor called", job.id, refused)
         return
     try:
         func = load_handler(ref.path)
