@@ -188,8 +188,8 @@ class Werk:
         check_enqueue(self, (spec.row for spec in specs))
         if conn is not None:
             caller = CallerConnection(conn)
-            if not self._db.is_open:
-                self.connect()  # creates or checks the tables, as any first use does
+            if not self._db.is_open:  # creates or checks the tables, as any first use does
+                self._db.pool(deadline=time.monotonic() + self.config.enqueue_timeout)
             return self.insert_specs(caller.fetch, specs)
         if not any(spec.depends_on for spec in specs):
             query, params = self._insert_statement(specs)

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from pgwerk import ConfigurationError, DatabaseUnavailable, JobStatus, Werk
@@ -102,3 +103,13 @@ def test_worker__keeps_working_with_a_short_budget(app: Werk, make_app: Any) -> 
         job = app.enqueue(jobs.add, 1, 2)
         assert job is not None
         assert wait_status(app, job, JobStatus.Complete).result == 3
+
+
+def test_enqueue_with_conn__the_first_connect_is_within_the_budget_too(pg_dsn: str) -> None:
+    app = Werk(f"postgresql://postgres@127.0.0.1:{free_port()}/test", enqueue_timeout=1.0,
+               connect_attempts=1000)
+    try:
+        with psycopg.connect(pg_dsn) as conn:
+            assert elapsed_failing(lambda: app.enqueue(jobs.noop, _conn=conn)) < 1.0 + MARGIN
+    finally:
+        app.close()
