@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgwerk.config import WerkConfig
-from pgwerk.exceptions import DatabaseUnavailable
+from pgwerk.exceptions import ConfigurationError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,109 @@ _INHERITED: list[object] = []
 
 
 _DATABASES: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+# -- DSNs in messages: never a secret ----------------------------------------------------
+
+#: Connection parameters whose values are secrets (password, sslpassword, and the like).
+_SECRET_KEY = re.compile(r"pass|secret|token|credential|pwd", re.IGNORECASE)
+_MASK = "***"
+# A secret inside DSN text: ``key=value`` (value bare or single-quoted), ``?key=value`` in
+# a URL, and the password of a URL's ``user:password@``.
+_SECRET_PAIR = re.compile(
+    r"(?P<key>\b[\w-]*(?:pass|secret|token|credential|pwd)[\w-]*\s*=\s*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'?|[^\s&'\"]+)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s\"]*:)(?P<value>[^@\s\"]*)(?=@)",
+                           re.IGNORECASE)
+
+#: Values libpq accepts for its enumerated options; anything else is a configuration
+#: error, found when the app is built instead of at the first connect (where libpq's
+#: "connection is bad" would look like an outage and be retried).
+_CHOICES = {
+    "sslmode": ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "gssencmode": ("disable", "prefer", "require"),
+    "channel_binding": ("disable", "prefer", "require"),
+    "target_session_attrs": ("any", "read-write", "read-only", "primary", "standby",
+                             "prefer-standby"),
+    "load_balance_hosts": ("disable", "random"),
+    "sslcertmode": ("disable", "allow", "require"),
+}
+# libpq's own words for a bad setting (as opposed to a server it cannot reach).
+_BAD_SETTING = re.compile(r"invalid (?:[\w ]+ value|port number|connection option|"
+                          r"URI query parameter|integer value)|unsupported [\w ]+ value",
+                          re.IGNORECASE)
+
+
+def _secrets_of(dsn: str) -> list[str]:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        found = [m.group("value").strip("'") for m in _SECRET_PAIR.finditer(dsn)]
+        found += [m.group("value") for m in _URL_PASSWORD.finditer(dsn)]
+    else:
+        found = [str(v) for k, v in params.items() if _SECRET_KEY.search(k) and v]
+    # Longest first, so that a secret containing another is masked whole.
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def redact(text: str, dsn: str | None = None) -> str:
+    """``text`` with every secret of ``dsn`` and every DSN-looking secret masked."""
+    text = _SECRET_PAIR.sub(lambda m: m.group("key") + _MASK, text)
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + _MASK, text)
+    if dsn:
+        for secret in _secrets_of(dsn):
+            if len(secret) >= 3:  # shorter ones are masked where they appear as a pair
+                text = text.replace(secret, _MASK)
+    return text
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN as ``key=value`` pairs without its secrets (password, sslpassword, ...),
+    for messages and logs; an unparsable one with its secrets masked."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return redact(dsn, dsn)
+    return psycopg.conninfo.make_conninfo(**{
+        k: str(v) for k, v in params.items() if not _SECRET_KEY.search(k)})
+
+
+def check_dsn(dsn: str) -> None:
+    """Raise ``ConfigurationError`` (secrets masked) when libpq could never use ``dsn``."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigurationError(
+            f"the DSN is not valid: {redact(str(exc).strip(), dsn)} (DSN: {redact_dsn(dsn)})"
+        ) from None
+    for name, allowed in _CHOICES.items():
+        value = params.get(name)
+        if value is not None and str(value) not in allowed:
+            raise ConfigurationError(
+                f"the DSN's {name}={value!r} is not valid; allowed: {', '.join(allowed)} "
+                f"(DSN: {redact_dsn(dsn)})")
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                f"the DSN's port {port!r} is not a port number (1-65535) (DSN: {redact_dsn(dsn)})")
+
+
+def is_bad_setting(exc: BaseException) -> bool:
+    """Whether a connection error means the DSN is wrong, not the server unreachable."""
+    return isinstance(exc, psycopg.Error) and bool(_BAD_SETTING.search(str(exc)))
+
+
+def connect_once(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect`` whose errors never carry a secret: a bad setting is a
+    ``ConfigurationError``, an unreachable server an ``OperationalError`` (retryable)."""
+    try:
+        return psycopg.connect(dsn, **kwargs)
+    except psycopg.Error as exc:
+        message = redact(str(exc).strip(), dsn)
+        if is_bad_setting(exc) or not isinstance(exc, psycopg.OperationalError):
+            raise ConfigurationError(
+                f"cannot use the DSN: {message} (DSN: {redact_dsn(dsn)})") from None
+        raise psycopg.OperationalError(message) from None
 
 
 def _neutralize_inherited_connections() -> None:
@@ -77,10 +182,19 @@ def _configure_pooled(conn: psycopg.Connection[Any]) -> None:
     conn.execute("SET jit = off")
 
 
+def _configure_pooled_pgbouncer(conn: psycopg.Connection[Any]) -> None:
+    """A pooled connection through PgBouncer in transaction mode: tracked, and no session
+    state. A ``SET`` would stay on whichever server connection ran it, for other clients,
+    and none of ours. The generic plans that made JIT costly never arise here, since
+    nothing is prepared (set ``jit = off`` on the role or database if wanted)."""
+    _track(conn)
+
+
 class Database:
     """The pool of one ``Werk``: opened on first use, reopened in a forked child."""
 
     def __init__(self, dsn: str, config: WerkConfig) -> None:
+        check_dsn(dsn)
         self.dsn = dsn
         self.config = config
         self._lock = threading.Lock()
@@ -92,45 +206,62 @@ class Database:
     # -- lifecycle -----------------------------------------------------------------
 
     def connect_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs: dict[str, Any] = {
             "autocommit": True,
             "connect_timeout": max(1, int(self.config.connect_timeout)),
             "application_name": self.config.application_name,
         }
+        if self.config.pgbouncer:
+            # A statement prepared on one server connection is unknown on the next one
+            # PgBouncer hands out in transaction mode.
+            kwargs["prepare_threshold"] = None
+        return kwargs
 
-    def retrying(self, what: str) -> tenacity.Retrying:
-        """The reconnect policy: exponential backoff, then ``DatabaseUnavailable``."""
+    def retrying(self, what: str, deadline: float | None = None) -> tenacity.Retrying:
+        """The reconnect policy: exponential backoff, then ``DatabaseUnavailable`` after
+        ``connect_attempts`` attempts, or when the next try would start past ``deadline``
+        (a ``time.monotonic()`` value: the time budget of a caller's call)."""
+
 
         def give_up(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            detail = redact(str(exc).strip(), self.dsn) or type(exc).__name__
             raise DatabaseUnavailable(
                 f"cannot reach PostgreSQL to {what} after {state.attempt_number} attempt(s): "
-                f"{str(exc).strip() or type(exc).__name__}"
+                f"{detail}"
             ) from exc
 
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.config.connect_attempts),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.config.connect_attempts),
+                                   _StopAt(deadline)),
             wait=tenacity.wait_exponential(multiplier=0.1, max=2.0),
             retry=tenacity.retry_if_exception_type(CONNECTION_ERRORS),
             retry_error_callback=give_up,
             before_sleep=lambda s: logger.warning(
                 "database unreachable (%s); retrying to %s",
-                s.outcome.exception() if s.outcome else "", what,
+                redact(str(s.outcome.exception() if s.outcome else ""), self.dsn), what,
             ),
         )
 
-    def connect_direct(self, what: str = "connect") -> psycopg.Connection[Row]:
+    def connect_direct(self, what: str = "connect",
+                       deadline: float | None = None) -> psycopg.Connection[Row]:
         """A dedicated autocommit connection outside the pool (LISTEN, advisory locks)."""
-        conn: psycopg.Connection[Row] = self.retrying(what)(
-            psycopg.connect, self.dsn, row_factory=dict_row, **self.connect_kwargs()
-        )
+
+        def connect() -> psycopg.Connection[Row]:
+            kwargs = self.connect_kwargs()
+            if deadline is not None:  # libpq counts whole seconds, and at least 2
+                left = deadline - time.monotonic()
+                kwargs["connect_timeout"] = max(2, min(kwargs["connect_timeout"], int(left)))
+            return connect_once(self.dsn, row_factory=dict_row, **kwargs)
+
+        conn: psycopg.Connection[Row] = self.retrying(what, deadline)(connect)
         _track(conn)
         return conn
 
     def on_first_connect(self, callback: Callable[[psycopg.Connection[Any]], None]) -> None:
         self._on_first_connect.append(callback)
 
-    def pool(self) -> ConnectionPool[psycopg.Connection[Row]]:
+    def pool(self, deadline: float | None = None) -> ConnectionPool[psycopg.Connection[Row]]:
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
@@ -142,7 +273,7 @@ class Database:
                 self._pool = None
                 self._pid = os.getpid()
             if self._pool is None:
-                first = self.connect_direct("open the connection pool")
+                first = self.connect_direct("open the connection pool", deadline)
                 try:
                     for callback in self._on_first_connect:
                         callback(first)
@@ -153,7 +284,8 @@ class Database:
                     min_size=self.config.min_pool_size,
                     max_size=self.config.max_pool_size,
                     kwargs={**self.connect_kwargs(), "row_factory": dict_row},
-                    configure=_configure_pooled,
+                    configure=(_configure_pooled_pgbouncer if self.config.pgbouncer
+                               else _configure_pooled),
                     open=False,
                     timeout=self.config.connect_timeout,
                     reconnect_timeout=max(30.0, self.config.connect_timeout * 4),
@@ -176,22 +308,32 @@ class Database:
     # -- running statements --------------------------------------------------------
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Row]]:
-        with self.pool().connection() as conn:
+    def connection(self, deadline: float | None = None) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection; waits at most until ``deadline`` (``time.monotonic()``)
+        for one, else ``connect_timeout``."""
+        pool = self.pool(deadline)
+        timeout = self.config.connect_timeout
+        if deadline is not None:
+            timeout = min(timeout, max(0.01, deadline - time.monotonic()))
+        with pool.connection(timeout=timeout) as conn:
             yield conn
 
     def run(self, what: str, fn: Callable[[psycopg.Connection[Row]], T]) -> T:
-        """Run ``fn`` on a pooled connection, retrying when the connection fails."""
+        """Run ``fn`` on a pooled connection, retrying when the connection fails, for at
+        most ``enqueue_timeout`` seconds in all (then ``DatabaseUnavailable``): a web
+        request that enqueues during an outage fails fast. Workers ride out outages in
+        their own loops, around this."""
+        deadline = time.monotonic() + self.config.enqueue_timeout
 
         def attempt() -> T:
-            with self.connection() as conn:
+            with self.connection(deadline) as conn:
                 return fn(conn)
 
         try:  # the common case, without building a retry policy
             return attempt()
         except CONNECTION_ERRORS:
             logger.warning("database connection failed; retrying to %s", what)
-        return self.retrying(what)(attempt)
+        return self.retrying(what, deadline)(attempt)
 
     def fetch(self, what: str, query: bytes, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run one statement (autocommit) and return its rows as dicts."""
@@ -201,6 +343,17 @@ class Database:
             return cur.fetchall() if cur.description else []
 
         return self.run(what, go)
+
+
+class _StopAt(tenacity.stop.stop_base):
+    """Stop retrying when the next try would start past ``deadline`` (monotonic)."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return self.deadline is not None and time.monotonic() + upcoming >= self.deadline
 
 
 # -- the caller's connection (_conn) ---------------------------------------------------

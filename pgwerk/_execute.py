@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_type_hints
 
+from pgwerk._allowlist import refusal
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 
@@ -184,6 +185,10 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
+        refused = refusal(app, job.function)  # before anything is imported
+        if refused is not None:
+            return Outcome(ERROR, error=f"pgwerk: {refused}; it was neither imported nor run",
+                           retryable=False)
         try:
             func = load_handler(job.function)
         except HandlerNotFound as exc:
@@ -299,6 +304,10 @@ def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
     The caller arms the callback's own timeout (``ref.timeout``) around this call.
     """
     ctx = Context(app=app, job=job, worker=worker, exception=exception)
+    refused = refusal(app, ref.path, "callback")  # before anything is imported
+    if refused is not None:
+        logger.error("job %s: %s; it was neither imported nor called", job.id, refused)
+        return
     try:
         func = load_handler(ref.path)
         out = func(ctx)

@@ -1,4 +1,9 @@
-"""Creates and migrates the pgwerk tables, once, under an advisory lock."""
+"""Creates and migrates the pgwerk tables, once, under an advisory lock.
+
+The lock is transaction-scoped (``pg_advisory_xact_lock``) and taken in the transaction that
+runs the DDL, so it works through PgBouncer in transaction mode as well: it needs no
+session, and it ends with the transaction whichever server connection ran it.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +82,7 @@ def migrate(conn: psycopg.Connection[Any], schema: str, prefix: str) -> int:
         if since >= latest_version():
             return 0
         conn.execute(migration_sql(schema, prefix, since=since).encode())
-        applied = latest_version() - since
+        applied = sum(1 for version, _name, _text in migrations() if version > since)
     logger.info("pgwerk schema %s.%s migrated to version %d", schema, prefix, latest_version())
     return applied
 

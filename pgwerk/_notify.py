@@ -4,6 +4,10 @@ jobs, abort requests) and by callers waiting for results (``apply``, ``wait_for`
 Payloads on the app's channel: ``q:<queue>`` a runnable job was committed in that queue;
 ``d:<id>,<id>`` those jobs ended; ``a:<id>`` abort was requested for that job. A subscriber
 called with ``None`` must assume it missed notifications (the connection was re-made).
+
+Behind PgBouncer in transaction mode LISTEN cannot work (the server connection that
+listened is handed to other clients between transactions): there a ``Poller`` calls every
+subscriber with ``None`` at each poll interval instead, and they look for themselves.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from pgwerk._db import Database
+from pgwerk._db import Database, connect_once, redact
 from pgwerk._sql import quote_ident
+from pgwerk.exceptions import ConfigurationError
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +113,8 @@ class Listener:
         first = True
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(self._db.dsn, **self._db.connect_kwargs())
-            except psycopg.OperationalError as exc:
+                conn = connect_once(self._db.dsn, **self._db.connect_kwargs())
+            except (psycopg.OperationalError, ConfigurationError) as exc:
                 logger.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -131,7 +136,8 @@ class Listener:
                         self._publish(batch)
             except psycopg.Error as exc:
                 if not self._stop.is_set():
-                    logger.warning("LISTEN connection lost (%s); reconnecting", exc)
+                    logger.warning("LISTEN connection lost (%s); reconnecting",
+                                   redact(str(exc), self._db.dsn))
                     self._ready.clear()
                     self._stop.wait(backoff)
             finally:
@@ -140,6 +146,69 @@ class Listener:
                     conn.close()
                 except Exception:
                     pass
+
+
+class Poller:
+    """The ``Listener`` of PgBouncer mode: no connection, a tick every ``interval`` seconds
+    that tells each subscriber to look again (as if notifications had been missed)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pid = os.getpid()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(subscriber)
+        self._ensure_started()
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Always ready: there is nothing to set up."""
+        self._ensure_started()
+        return True
+
+    def _ensure_started(self) -> None:
+        if self._pid != os.getpid():  # forked: the parent's thread is not ours
+            self._lock = threading.Lock()
+            self._thread, self._pid = None, os.getpid()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="pgwerk-poller",
+                                                daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                subscribers = list(self._subscribers)
+            for subscriber in subscribers:
+                try:
+                    subscriber(None)
+                except Exception:
+                    logger.exception("poll subscriber failed")
+
+
+def make_listener(db: Database, channel: str) -> Listener | Poller:
+    """LISTEN on the app's channel, or poll when the app runs through PgBouncer."""
+    if db.config.pgbouncer:
+        return Poller(db.config.poll_interval)
+    return Listener(db, channel)
 
 
 class Waiters:

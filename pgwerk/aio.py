@@ -34,7 +34,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgwerk._db import Database, Row
-from pgwerk._notify import Listener
+from pgwerk._notify import Listener, Poller
 from pgwerk.app import Fetch, InsertSteps, Werk
 from pgwerk.config import WerkConfig
 from pgwerk.job import (
@@ -117,7 +117,7 @@ class AsyncWerk:
         return self.sync.db
 
     @property
-    def listener(self) -> Listener:
+    def listener(self) -> Listener | Poller:
         return self.sync.listener
 
     # -- lifecycle -------------------------------------------------------------------

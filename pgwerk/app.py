@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 
 from pgwerk import _migrate
+from pgwerk._allowlist import check_enqueue
 from pgwerk._db import CallerConnection, Database, Row, as_arrays
-from pgwerk._notify import Listener, Waiters, channel_name
+from pgwerk._notify import Listener, Poller, Waiters, channel_name, make_listener
 from pgwerk._rows import job_from_row
 from pgwerk._sql import Queries
 from pgwerk._validate import BIGINT_MAX, integer, job_id_or_none, seconds
@@ -88,7 +89,7 @@ class Werk:
         self.channel = channel_name(self.config.schema, self.config.prefix)
         self._db = Database(self.dsn, self.config)
         self._db.on_first_connect(self._prepare_schema)
-        self._listener = Listener(self._db, self.channel)
+        self._listener = make_listener(self._db, self.channel)
         self._waiters = Waiters()
         self._waiting_subscribed = False
         self._plain: JobSpec | None = None
@@ -137,7 +138,7 @@ class Werk:
         return self._db
 
     @property
-    def listener(self) -> Listener:
+    def listener(self) -> Listener | Poller:
         return self._listener
 
     def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
@@ -184,10 +185,11 @@ class Werk:
 
     def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         """Insert validated specs, on the caller's connection or a pooled one."""
+        check_enqueue(self, (spec.row for spec in specs))
         if conn is not None:
             caller = CallerConnection(conn)
-            if not self._db.is_open:
-                self.connect()  # creates or checks the tables, as any first use does
+            if not self._db.is_open:  # creates or checks the tables, as any first use does
+                self._db.pool(deadline=time.monotonic() + self.config.enqueue_timeout)
             return self.insert_specs(caller.fetch, specs)
         if not any(spec.depends_on for spec in specs):
             query, params = self._insert_statement(specs)
@@ -233,6 +235,7 @@ class Werk:
         """The statements of an enqueue as a generator: it yields ``(query, params)``, is
         sent the rows, and returns the jobs. Drivers run it on a blocking connection
         (``insert_specs``) or on an asyncio one (``pgwerk.aio``) with the same logic."""
+        check_enqueue(self, (spec.row for spec in specs))
         upstream = sorted({d.job_id for s in specs for d in s.depends_on})
         if upstream:
             found = {r["id"]: r["status"] for r in (

@@ -22,7 +22,6 @@ from types import FrameType
 from typing import Any, TypeVar
 
 import click
-import psycopg
 
 from pgwerk import _migrate
 from pgwerk._cli_support import (
@@ -42,6 +41,7 @@ from pgwerk._cli_support import (
     parse_job_id,
     split_target,
 )
+from pgwerk._db import redact_dsn
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
 from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
@@ -285,12 +285,7 @@ def _stats_table(stats: dict[str, dict[str, int]]) -> None:
 
 
 def _safe_dsn(dsn: str) -> str:
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "(unparsable DSN)"
-    params.pop("password", None)
-    return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items()})
+    return redact_dsn(dsn)  # password, sslpassword and any other secret masked
 
 
 @cli.command()

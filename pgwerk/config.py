@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from pgwerk._allowlist import normalize_handlers
 from pgwerk._validate import INT32_MAX, integer, seconds
 from pgwerk.exceptions import ConfigurationError
 from pgwerk.serializers import JSONSerializer, Serializer
@@ -31,6 +34,20 @@ class WerkConfig:
         connect_timeout: seconds one connection attempt may take.
         max_lost: how many times a job may be lost with its worker before it fails.
         application_name: shown in ``pg_stat_activity``.
+        enqueue_timeout: seconds a call of the app (``enqueue``, ``get_job``, ...) may
+            spend reaching the database, retries included, before ``DatabaseUnavailable``
+            (workers keep retrying on their own).
+        pgbouncer: work through PgBouncer in transaction mode: poll instead of LISTEN,
+            a lease row instead of session advisory locks, no prepared statements.
+            Default: ``$PGWERK_PGBOUNCER`` (``1``/``true``/``yes``/``on``), else off.
+        poll_interval: in PgBouncer mode, seconds between looks for new work and for
+            finished jobs (``apply``/``wait_for``), since no notification arrives.
+        handlers: the functions workers may run (jobs and callbacks): module prefixes or
+            exact dotted paths (``["myapp.tasks", "myapp.other.func"]``). A job naming
+            anything else fails without being imported. ``None`` (the default) runs any
+            function, which lets whoever can write to the jobs table run code.
+        lease_ttl: in PgBouncer mode, seconds the cron leader's lease lasts unrenewed:
+            another scheduler takes over about this long after the leader dies.
     """
 
     schema: str = "public"
@@ -46,8 +63,15 @@ class WerkConfig:
     connect_timeout: float = 5.0
     max_lost: int = 3
     application_name: str = "pgwerk"
+    pgbouncer: bool = field(default_factory=lambda: pgbouncer_from_env())
+    poll_interval: float = 0.5
+    lease_ttl: float = 10.0
+    enqueue_timeout: float = 5.0
+    handlers: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "handlers", normalize_handlers(self.handlers))
+        _check_connection_settings(self)
         for name, limit in (("schema", 63), ("prefix", 40)):
             value = getattr(self, name)
             if not isinstance(value, str) or not _IDENTIFIER.match(value) or len(value) > limit:
@@ -93,3 +117,48 @@ class WerkConfig:
                 f"unknown Werk option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
             )
         return replace(self, **overrides)
+
+
+# -- PgBouncer mode and time budgets -----------------------------------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+#: Longest poll interval or lease accepted (a day): anything longer is a typo.
+_MAX_SECONDS = 86400.0
+
+
+def pgbouncer_from_env() -> bool:
+    """``$PGWERK_PGBOUNCER`` as a boolean (unset: False)."""
+    value = os.environ.get("PGWERK_PGBOUNCER", "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"PGWERK_PGBOUNCER must be one of {', '.join(_TRUE)} (on) or "
+        f"{', '.join(repr(v) for v in _FALSE)} (off), got {os.environ['PGWERK_PGBOUNCER']!r}"
+    )
+
+
+def _positive_seconds(name: str, value: Any, low: float) -> float:
+    try:
+        number = seconds(name, value, positive=True)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from None
+    if number is None or not low <= number <= _MAX_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be a number of seconds between {low:g} and {_MAX_SECONDS:g} "
+            f"(or a timedelta), got {value!r}"
+        )
+    return number
+
+
+def _check_connection_settings(config: WerkConfig) -> None:
+    if not isinstance(config.pgbouncer, bool):
+        raise ConfigurationError(f"pgbouncer must be True or False, got {config.pgbouncer!r}")
+    object.__setattr__(config, "poll_interval",
+                       _positive_seconds("poll_interval", config.poll_interval, 0.01))
+    lease = _positive_seconds("lease_ttl", config.lease_ttl, 0.5)
+    object.__setattr__(config, "lease_ttl", lease)
+    object.__setattr__(config, "enqueue_timeout",
+                       _positive_seconds("enqueue_timeout", config.enqueue_timeout, 0.1))

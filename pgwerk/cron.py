@@ -2,9 +2,10 @@
 fixed interval.
 
 One scheduler is active at a time across every process that runs one: the leader holds a
-session-level advisory lock on a connection of its own. The others try again every
+session-level advisory lock on a connection of its own (in PgBouncer mode a lease row,
+renewed while it leads; see ``pgwerk._lease``). The others try again every
 ``retry_interval`` seconds, so when the leader dies (its connection closes and the lock with
-it) another takes over. Each tick is enqueued with the idempotency key
+it, or its lease expires) another takes over. Each tick is enqueued with the idempotency key
 ``cron:<name>:<tick time, ISO 8601 UTC>``: even two leaders at once cannot enqueue a tick
 twice. The schedules, their pause flags and their last tick are kept in the ``cron`` table,
 so a new leader goes on where the previous one stopped.
@@ -48,7 +49,9 @@ from typing import Any
 
 import psycopg
 
+from pgwerk._allowlist import check_enqueue
 from pgwerk._db import CONNECTION_ERRORS, Row
+from pgwerk._lease import leadership
 from pgwerk._validate import seconds
 from pgwerk.app import Fetch, Werk
 from pgwerk.exceptions import DatabaseUnavailable, WerkError
@@ -252,6 +255,7 @@ class CronScheduler:
         self._broken: set[str] = set()  # schedules whose ticks cannot be computed
         self._leader = False
         self.lock_key = zlib.crc32(f"pgwerk:cron:{app.config.schema}.{app.config.prefix}".encode())
+        self._leadership = leadership(app, "cron", self.lock_key)
         _SCHEDULERS.setdefault(app, []).append(self)
 
     def __repr__(self) -> str:
@@ -344,7 +348,8 @@ class CronScheduler:
                              f"got {schedule_name!r}")
         params = EnqueueParams(func=path, args=tuple(args), kwargs=dict(kwargs or {}),
                                queue=queue, **options)
-        build_spec(params, self.app.config)  # every option checked now, not at the first tick
+        spec = build_spec(params, self.app.config)  # every option checked now, not at a tick
+        check_enqueue(self.app, [spec.row])  # and the app's handlers allow-list
         schedule = _Schedule(name=schedule_name, function=path, params=params, cron=cron,
                              interval=every, tz=_timezone(tz))
         if cron is not None:
@@ -474,11 +479,10 @@ class CronScheduler:
         self._stop.set()
 
     def _follow_or_lead(self, conn: psycopg.Connection[Row]) -> None:
-        queries = self.app.queries
+        leadership = self._leadership
         self._sync(conn)
         while not self._stop.is_set():
-            row = conn.execute(queries["cron_lock"], {"lock": self.lock_key}).fetchone()
-            if row and row["leader"]:
+            if leadership.acquire(conn):
                 break
             self._stop.wait(self.retry_interval)
         else:
@@ -489,11 +493,15 @@ class CronScheduler:
         try:
             while not self._stop.is_set():
                 wait = self._pass(conn)
-                self._stop.wait(min(wait, self.poll_interval))
+                self._stop.wait(min(wait, self.poll_interval, leadership.renew_every))
+                if not self._stop.is_set() and not leadership.renew(conn):
+                    logger.warning("cron scheduler: the leader lease expired before it was "
+                                   "renewed and another scheduler took it")
+                    return
         finally:
             if not conn.closed and not conn.broken:
                 try:
-                    conn.execute(queries["cron_unlock"], {"lock": self.lock_key})
+                    leadership.release(conn)
                 except psycopg.Error:
                     pass
 

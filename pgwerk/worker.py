@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from pgwerk._allowlist import warn_if_unrestricted
 from pgwerk._completions import CompletionWriter
 from pgwerk._execute import (
     Outcome,
@@ -266,6 +267,7 @@ class Worker:
     def _start(self) -> None:
         app = self.app
         app.connect()
+        warn_if_unrestricted(app)
         self._watcher = DeadlineWatcher()
         self._watcher.start()
         self._pool = make_pool(self.pool_kind, app, self, self.concurrency, self._watcher,

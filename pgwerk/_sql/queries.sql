@@ -617,7 +617,8 @@ SELECT queue, status, count(*) AS count FROM {T:jobs} GROUP BY queue, status
 ORDER BY queue, status;
 
 -- name: truncate
-TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T:cron};
+TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T:cron},
+    {T:leases};
 
 -- name: cron_lock
 -- Try to become the one active cron scheduler: a session lock, held until the scheduler
@@ -626,6 +627,20 @@ SELECT pg_try_advisory_lock(%(lock)s) AS leader;
 
 -- name: cron_unlock
 SELECT pg_advisory_unlock(%(lock)s) AS released;
+
+-- name: lease_acquire
+-- Take the named lease, or renew it: succeeds (returns a row) when the lease is free,
+-- expired, or already held by this holder. The database's clock decides expiry.
+INSERT INTO {T:leases} AS l (name, holder, expires_at)
+VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (name) DO UPDATE SET
+    holder = excluded.holder, expires_at = excluded.expires_at,
+    acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at ELSE now() END
+WHERE l.holder = excluded.holder OR l.expires_at < now()
+RETURNING holder;
+
+-- name: lease_release
+DELETE FROM {T:leases} WHERE name = %(name)s AND holder = %(holder)s;
 
 -- name: cron_upsert
 -- Record the schedules a process defines. Pause state and ticks stay as they are.
