@@ -96,11 +96,12 @@ def burn_down(dsn: str, count: int, concurrency: int, pool: str = "thread",
             raise RuntimeError(f"burn-down worker exited with {code}")
         with connect(dsn) as conn:
             # Each claim and each completion batch is one transaction, and now() is the
-            # transaction's start: distinct timestamps count the round trips.
+            # transaction's start: distinct timestamps count the round trips. A claim
+            # sets heartbeat_at (started_at is moved to the handler's real start).
             row = conn.execute(sql.SQL(
                 "SELECT count(*) FILTER (WHERE status = 'complete'), "
-                "extract(epoch FROM max(completed_at) - min(started_at)), "
-                "count(DISTINCT started_at), count(DISTINCT completed_at), "
+                "extract(epoch FROM max(completed_at) - min(heartbeat_at)), "
+                "count(DISTINCT heartbeat_at), count(DISTINCT completed_at), "
                 "count(*) FILTER (WHERE status IN ('active', 'aborting')) FROM {}").format(
                 _jobs_table(schema))).fetchone()
             if row is not None and row[0] < count:
