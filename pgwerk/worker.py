@@ -95,11 +95,10 @@ class Worker:
             during two claim round trips: none for jobs slower than a round trip, at
             most ``max(4 * concurrency, 32)``; several times the throughput for short
             jobs. A number holds that many; 0 claims exactly the free slots. Either way
-            a job's ``started_at`` is when its handler started, and a held job that has
-            waited ``hold_limit`` seconds without a free slot (all slots busy with longer
-            jobs) is given back to its queue for any other worker, without spending an
-            attempt.
-        hold_limit: seconds a held job may wait for a slot before it is given back.
+            a job's ``started_at`` is when its handler started, and when no slot has
+            freed for ``hold_limit`` seconds (every slot busy with a longer job), the held
+            jobs go back to their queue for any other worker, without spending an attempt.
+        hold_limit: seconds without a free slot after which held jobs are given back.
         metrics: a ``pgwerk.metrics.WorkerMetrics`` to update (the ``metrics`` extra).
 
     Example::
@@ -127,7 +126,7 @@ class Worker:
         name: str | None = None,
         flush_interval: float = 0.005,
         prefetch: int | str = "auto",
-        hold_limit: float = 0.1,
+        hold_limit: float = 0.25,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if not isinstance(app, Werk):
@@ -191,6 +190,7 @@ class Worker:
         self._claimed_at: dict[int, float] = {}
         self._waited: dict[int, float] = {}
         self._hold_off_until = 0.0
+        self._slot_freed_at = time.monotonic()
         self._dispatch_lock = threading.Lock()
         self.hooks = Hooks(before_process, after_process, handlers)
         self.id = f"{name or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -405,13 +405,17 @@ class Worker:
                 wait = min(wait, self.hold_limit)
             self._wake.wait(wait)
 
+    def _oldest_hold(self) -> float:
+        return self._claimed_at.get(self._buffer[0].id, time.monotonic()) if self._buffer \
+            else time.monotonic()
+
     def _give_back_stale_holds(self, free: int) -> None:
-        """Held jobs that waited ``hold_limit`` for a slot go back to their queue (another
-        worker may be idle), and this worker stops holding for a while."""
+        """When no slot freed for ``hold_limit`` (every slot busy with a longer job), the
+        held jobs go back to their queue (another worker may be idle), and this worker
+        stops holding for a while."""
         if free > 0 or not self._buffer:
             return
-        oldest = self._claimed_at.get(self._buffer[0].id, time.monotonic())
-        if time.monotonic() - oldest < self.hold_limit:
+        if time.monotonic() - max(self._slot_freed_at, self._oldest_hold()) < self.hold_limit:
             return
         with self._dispatch_lock:
             stale = [job.id for job in self._buffer]
@@ -506,6 +510,7 @@ class Worker:
         self._wake.set()
 
     def _on_done(self, job: Job, outcome: Outcome, inline: bool) -> None:
+        self._slot_freed_at = time.monotonic()
         with self._lock:
             self._heartbeat_jobs.pop(job.id, None)
             self.processed += 1

@@ -4,6 +4,9 @@
 -- payload over 8,000 bytes. Past that, 'd:*' tells every waiter to look again.
 -- CTEs that only send notices are joined into the final SELECT (count(*)) so that they
 -- run: PostgreSQL skips a data-modifying-free CTE nobody reads.
+-- Durations read from a job row are capped at ten years (least(..., 315576000)), the
+-- most the API accepts: a row written by hand or by another version must not make a
+-- statement fail on an interval out of range (for the sweep: on every pass).
 -- The terminal statuses are: 'complete', 'failed', 'aborted', 'expired'.
 
 -- name: job_insert
@@ -97,7 +100,7 @@ WHERE d.job_id = %(id)s ORDER BY d.depends_on;
 WITH cancelled AS (
     UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
         error = 'cancelled before it started',
-        purge_at = now() + make_interval(secs => failure_ttl)
+        purge_at = now() + make_interval(secs => least(failure_ttl, 315576000))
     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
     RETURNING id, status, queue, has_dependents
 ),
@@ -130,14 +133,22 @@ history AS (
     FROM old WHERE attempts > 0
 ),
 again AS (
-    UPDATE {T:jobs} j SET status = 'queued', scheduled_at = now(), completed_at = NULL,
+    UPDATE {T:jobs} j SET
+        -- A dependent whose upstream jobs have not all ended waits for them again.
+        status = CASE WHEN EXISTS (
+                SELECT 1 FROM {T:job_deps} d JOIN {T:jobs} u ON u.id = d.depends_on
+                WHERE d.job_id = j.id
+                  AND u.status NOT IN ('complete', 'failed', 'aborted', 'expired'))
+            THEN 'waiting' ELSE 'queued' END,
+        scheduled_at = now(), completed_at = NULL,
         started_at = NULL, purge_at = NULL, error = NULL, result = NULL, worker_id = NULL,
         expires_at = NULL, max_attempts = j.attempts - j.lost - j.released + 1
     FROM old WHERE j.id = old.id
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.status
 ),
 wake AS (
-    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM again) AS q
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM again WHERE status = 'queued') AS q
 )
 SELECT again.id FROM again CROSS JOIN (SELECT count(*) FROM wake) AS w;
 
@@ -252,9 +263,9 @@ done AS (
                             THEN now() END,
         scheduled_at = CASE WHEN v.status = 'scheduled'
                             THEN now() + make_interval(secs => v.delay) ELSE j.scheduled_at END,
-        purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => j.result_ttl)
+        purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => least(j.result_ttl, 315576000))
                         WHEN v.status IN ('failed', 'aborted', 'expired')
-                            THEN now() + make_interval(secs => j.failure_ttl) END
+                            THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
     FROM v
     WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
@@ -301,7 +312,7 @@ WITH back AS (
         error = CASE WHEN j.status = 'aborting' THEN 'aborted before it started' END,
         completed_at = CASE WHEN j.status = 'aborting' THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting'
-                        THEN now() + make_interval(secs => j.failure_ttl) END
+                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
     RETURNING j.id, j.status, j.queue, j.has_dependents
@@ -337,7 +348,7 @@ WITH back AS (
                      ELSE j.error END,
         completed_at = CASE WHEN j.status = 'aborting' THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting'
-                        THEN now() + make_interval(secs => j.failure_ttl) END
+                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
     RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at, j.has_dependents
@@ -454,7 +465,7 @@ upd AS (
             'pgwerk.exceptions.DependencyFailed: dependency ' || st.culprits
             || ' did not complete' END,
         completed_at = CASE WHEN st.broken THEN now() END,
-        purge_at = CASE WHEN st.broken THEN now() + make_interval(secs => j.failure_ttl) END
+        purge_at = CASE WHEN st.broken THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
     FROM st WHERE j.id = st.id AND st.settled
     RETURNING j.id, j.status, j.queue, j.has_dependents
 ),
@@ -511,11 +522,11 @@ WITH lost AS (
       AND (w.id IS NULL
            OR w.heartbeat_at < now() - make_interval(secs => 2 * w.heartbeat_interval + 1)
            OR (j.heartbeat IS NOT NULL
-               AND j.heartbeat_at < now() - make_interval(secs => j.heartbeat * 3))
+               AND j.heartbeat_at < now() - make_interval(secs => least(j.heartbeat, 315576000) * 3))
            OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL
                AND coalesce(j.heartbeat_at, j.started_at) < now() - make_interval(
                    secs => CASE WHEN j.timeout IS NULL THEN %(max_active)s::float8
-                                ELSE greatest(%(max_active)s::float8, j.timeout + 60) END)))
+                                ELSE greatest(%(max_active)s::float8, least(j.timeout, 315576000) + 60) END)))
     FOR UPDATE OF j SKIP LOCKED
 ),
 history AS (
@@ -535,7 +546,7 @@ upd AS (
         completed_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
                             THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
-                        THEN now() + make_interval(secs => j.failure_ttl) END,
+                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END,
         worker_id = NULL
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue, j.has_dependents
@@ -573,7 +584,7 @@ WITH gone AS (
 upd AS (
     UPDATE {T:jobs} j SET status = 'expired', completed_at = now(),
         error = 'expired: not started within its ttl',
-        purge_at = now() + make_interval(secs => j.failure_ttl)
+        purge_at = now() + make_interval(secs => least(j.failure_ttl, 315576000))
     FROM gone WHERE j.id = gone.id
     RETURNING j.id, j.status, j.has_dependents
 ),

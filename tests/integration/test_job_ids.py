@@ -53,14 +53,15 @@ def test_wait_for__decimal_string_waits_for_the_job(app: Werk) -> None:
 
 def test_management_calls__take_a_decimal_string(app: Werk) -> None:
     queued, failed = make_job(app), make_job(app, status="failed", attempts=1)
+    running = make_job(app, status="active", attempts=1, worker_id="w")
     assert app.cancel_job(str(queued.id)) is True
     assert app.abort_job(str(queued.id)) is False
     assert app.requeue_job(str(failed.id)) is True
-    assert app.touch_job(str(failed.id)) is True
+    assert app.touch_job(str(running.id)) is True
     assert app.get_executions(str(failed.id)) == app.get_executions(failed.id)
     assert app.get_job_dependencies(str(failed.id)) == []
     assert app.delete_job(str(queued.id)) is True
-    assert count_rows(app) == 1
+    assert count_rows(app) == 2
 
 
 def test_abort_job__decimal_string_stops_a_running_job(app: Werk) -> None:

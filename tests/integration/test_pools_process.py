@@ -26,18 +26,25 @@ def _kill_all(pids: list[int]) -> None:
                message="the children dying")
 
 
+def _pool_children(others: set[int]) -> list[int] | None:
+    """The pool's two children: this process's children but those it had before (other
+    tests' helpers may still be running)."""
+    mine = [pid for pid in children_of(os.getpid()) if pid not in others]
+    return mine if len(mine) == 2 else None
+
+
 def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
+    others = set(children_of(os.getpid()))
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        before = eventually(lambda: children_of(os.getpid()) if len(
-            children_of(os.getpid())) == 2 else None, timeout=5, message="two children")
+        before = eventually(lambda: _pool_children(others), timeout=15, message="two children")
         _kill_all(before)
 
         def replaced() -> list[int] | None:
-            now = children_of(os.getpid())
-            return now if len(now) == 2 and not set(now) & set(before) else None
+            now = _pool_children(others)
+            return now if now and not set(now) & set(before) else None
 
-        eventually(replaced, timeout=5, message="two fresh children")
+        eventually(replaced, timeout=15, message="two fresh children")
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
                 for j in jobs if j] == [0, 2, 4, 6]
@@ -46,10 +53,11 @@ def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
 
 
 def test_process_pool__a_job_sent_right_after_its_children_died_still_runs(app: Werk) -> None:
+    others = set(children_of(os.getpid()))
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        children = eventually(lambda: children_of(os.getpid()) if len(
-            children_of(os.getpid())) == 2 else None, timeout=5, message="two children")
+        children = eventually(lambda: _pool_children(others), timeout=15,
+                              message="two children")
         _kill_all(children)
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]  # no wait: a race
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result

@@ -222,7 +222,10 @@ class Model:
         job = self.jobs[job_id]
         if job.status not in REQUEUEABLE:
             return False
-        job.status = "queued"
+        # A dependent whose upstream jobs have not all ended waits for them again.
+        pending = any(self.jobs[p].status not in TERMINAL for p, _ in job.parents
+                      if p in self.jobs)
+        job.status = "waiting" if pending else "queued"
         job.due = self.now
         job.started = job.purge = job.expires = None
         job.owner = None

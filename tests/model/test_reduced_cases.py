@@ -19,8 +19,6 @@ def claim_one(app: Werk) -> list[int]:
 
 
 @pytest.mark.parametrize("end_it", ["cancel_job", "abort_job"])
-@pytest.mark.xfail(strict=True, reason="requeue_job of a dependent whose parent has not ended "
-                   "queues it instead of putting it back to wait, so it runs before its parent")
 def test_requeue__a_dependent_whose_parent_has_not_ended_waits_again(app: Werk,
                                                                      end_it: str) -> None:
     parent = app.enqueue("tests.jobs.noop", _delay=3600)

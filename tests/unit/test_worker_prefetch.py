@@ -18,7 +18,7 @@ def app() -> Werk:
 def test_worker__prefetch_is_auto_by_default(app: Werk) -> None:
     worker = Worker(app, concurrency=4)
     assert worker.prefetch == 0 and worker._auto_prefetch == 32
-    assert worker.hold_limit == 0.1
+    assert worker.hold_limit == 0.25
 
 
 def test_worker__prefetch_zero_claims_only_free_slots(app: Werk) -> None:
