@@ -580,3 +580,103 @@ RETURNING name;
 
 -- name: cron_delete
 DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;
+
+-- Admin queries: one filter shared by the list, the count and the bulk actions, so that a
+-- count shown before a bulk action is the set the action touches. A NULL parameter does
+-- not filter. %(key)s ending in '*' matches keys that start with the rest. The age is
+-- measured from the end of the job, or from its enqueueing while it has not ended.
+
+-- name: admin_job_list
+-- Jobs matching the admin filter, newest first, one page.
+SELECT * FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s
+       OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
+  AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8))
+ORDER BY id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: admin_job_count
+-- How many jobs match the admin filter.
+SELECT count(*) AS total FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s
+       OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
+  AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8));
+
+-- name: admin_job_select
+-- Ids of the jobs matching the admin filter, for a bulk requeue or cancel (which then
+-- re-check each job's status under a row lock).
+SELECT id FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND status = ANY(%(statuses)s::text[])
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8))
+ORDER BY id;
+
+-- name: admin_job_purge
+-- Delete ended jobs matching the admin filter. Running jobs are never deleted, whatever
+-- statuses are passed.
+WITH gone AS (
+    DELETE FROM {T:jobs}
+    WHERE status = ANY(%(statuses)s::text[]) AND status NOT IN ('active', 'aborting')
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(function)s::text IS NULL OR function = %(function)s)
+      AND coalesce(completed_at, enqueued_at)
+          < now() - make_interval(secs => coalesce(%(older_than)s::float8, 0))
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
+-- name: admin_job_delete
+-- Delete one job unless it is running (a running job is aborted instead). Answers with
+-- the status the job had, and whether it was deleted; no row when there is no such job.
+WITH target AS (
+    SELECT id, status FROM {T:jobs} WHERE id = %(id)s FOR UPDATE
+),
+gone AS (
+    DELETE FROM {T:jobs} j USING target
+    WHERE j.id = target.id AND target.status NOT IN ('active', 'aborting')
+    RETURNING j.id
+)
+SELECT target.status, EXISTS (SELECT 1 FROM gone) AS deleted FROM target;
+
+-- name: admin_queue_latency
+-- Per queue, the age in seconds of its oldest runnable job (queued, or scheduled and due).
+SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8 AS oldest_queued_age
+FROM {T:jobs}
+WHERE status = 'queued' OR (status = 'scheduled' AND scheduled_at <= now())
+GROUP BY queue;
+
+-- name: admin_throughput
+-- Attempts that ended per minute over the last %(minutes)s minutes (the current minute
+-- last), zero-filled: from the job rows (their latest attempt) and the executions table
+-- (earlier attempts). Jobs cancelled before they started are not attempts.
+WITH minutes AS (
+    SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+                           date_trunc('minute', now()), interval '1 minute') AS minute
+),
+ended AS (
+    SELECT date_trunc('minute', completed_at) AS minute, status = 'failed' AS failed
+    FROM {T:jobs}
+    WHERE completed_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+      AND started_at IS NOT NULL
+    UNION ALL
+    SELECT date_trunc('minute', finished_at), outcome = 'failed'
+    FROM {T:executions}
+    WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+)
+SELECT m.minute, count(e.minute) AS processed, count(e.minute) FILTER (WHERE e.failed) AS failed
+FROM minutes m LEFT JOIN ended e ON e.minute = m.minute
+GROUP BY m.minute ORDER BY m.minute;
