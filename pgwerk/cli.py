@@ -28,7 +28,10 @@ from pgwerk import _migrate
 from pgwerk._cli_support import (
     AppError,
     CliError,
+    Duration,
+    binary_note,
     cell,
+    check_importable,
     db_options,
     echo_json,
     echo_table,
@@ -40,6 +43,8 @@ from pgwerk._cli_support import (
     load_app,
     open_app,
     parse_job_id,
+    show_duration,
+    split_optional_id,
     split_target,
 )
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
@@ -218,15 +223,22 @@ def enqueue(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     app = open_app(app_spec, dsn, schema, prefix, migrate=True)
+    if app_spec:
+        check_importable(func)
+    holder = None
     try:
         job = app.enqueue_many([params])[0]
+        if job is None and key is not None:
+            found = app.list_jobs(key=key, limit=1)
+            holder = found[0].id if found else None
     finally:
         app.close()
     if as_json:
         echo_json({"id": job.id if job else None, "created": job is not None, "key": key,
-                   "job": job})
+                   "existing_id": holder, "job": shown_job(job) if job else None})
     elif job is None:
-        click.echo(f"a job with key {key!r} already exists; nothing enqueued")
+        held = f" (job {holder})" if holder is not None else ""
+        click.echo(f"a job with key {key!r} already exists{held}; nothing enqueued")
     else:
         click.echo(job.id)
 
@@ -278,10 +290,17 @@ def stats(app: str | None, dsn: str | None, schema: str | None, prefix: str | No
         _stats_table(counts)
 
 
-def _stats_table(stats: dict[str, dict[str, int]]) -> None:
-    rows = [[queue, *(counts.get(s, 0) for s in STATUSES), sum(counts.values())]
+def _stats_table(stats: dict[str, dict[str, Any]]) -> None:
+    rows = [[queue, *(counts.get(s, 0) for s in STATUSES),
+             sum(counts.get(s, 0) for s in STATUSES), _age(counts.get("oldest_queued_age"))]
             for queue, counts in sorted(stats.items())]
-    echo_table(["queue", *STATUSES, "total"], rows, "no jobs")
+    echo_table(["queue", *STATUSES, "total", "oldest"], rows, "no jobs",
+               drop_zero=(*STATUSES, "oldest"))
+
+
+def _age(seconds: float | None) -> str | None:
+    """How long the oldest queued job has waited, in whole seconds (None under one)."""
+    return None if seconds is None or seconds < 1 else show_duration(round(seconds))
 
 
 def _safe_dsn(dsn: str) -> str:
@@ -299,28 +318,34 @@ def _safe_dsn(dsn: str) -> str:
 @click.option("--queue", help="Only this queue.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
 @click.option("--function", help="Only jobs of this function (dotted path).")
+@click.option("--key", help="Only the job with this idempotency key ('prefix*' for a prefix).")
+@click.option("--search", help="Only jobs whose JSON arguments contain this text.")
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs older than this (30s, 15m, 7d, 1h30m).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @json_option
 @friendly
 def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-         queue: str | None, status: str | None, function: str | None, limit: int, offset: int,
+         queue: str | None, status: str | None, function: str | None, key: str | None,
+         search: str | None, older_than: float | None, limit: int, offset: int,
          as_json: bool) -> None:
     """Jobs, newest first."""
     werk = open_app(app, dsn, schema, prefix)
     try:
-        found = werk.list_jobs(queue=queue, status=status, function=function, limit=limit,
+        found = werk.list_jobs(queue=queue, status=status, function=function, key=key,
+                               search=search, older_than=older_than, limit=limit,
                                offset=offset)
     finally:
         werk.close()
     if as_json:
-        echo_json(found)
+        echo_json([shown_job(j) for j in found])
         return
     echo_table(
         ["id", "status", "queue", "function", "prio", "tries", "enqueued", "error"],
         [[j.id, j.status, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
           j.enqueued_at, last_line(j.error)] for j in found],
-        "no jobs" + (f" (offset {offset})" if offset else ""),
+        "no jobs" + (f" (offset {offset})" if offset else ""), drop_zero=("prio",),
     )
     if len(found) == limit:
         click.echo(f"(first {limit}; more with --offset {offset + limit})", err=True)
@@ -344,7 +369,7 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
     finally:
         werk.close()
     if as_json:
-        echo_json({**jsonable(found), "executions": runs, "dependencies": deps})
+        echo_json({**shown_job(found), "executions": runs, "dependencies": deps})
         return
     _show_job(found)
     if deps:
@@ -363,33 +388,130 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
 
 
 def _show_job(job: Job) -> None:
-    fields = [
+    payload = _payload_note(job)
+    fields: list[tuple[str, Any]] = [
         ("id", job.id), ("function", job.function), ("queue", job.queue),
         ("status", job.status.value), ("priority", job.priority),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
-        ("args", json.dumps(list(job.args), default=str)),
-        ("kwargs", json.dumps(job.kwargs, default=str)),
+    ]
+    if payload:
+        fields.append(("payload", payload))
+    else:
+        fields += [("args", json.dumps(list(job.args), default=str)),
+                   ("kwargs", json.dumps(job.kwargs, default=str))]
+    fields += [
         ("enqueued", job.enqueued_at), ("scheduled", job.scheduled_at),
         ("started", job.started_at), ("completed", job.completed_at),
         ("worker", job.worker_id), ("key", job.key), ("group", job.group),
         ("timeout", job.timeout), ("meta", json.dumps(job.meta) if job.meta else None),
     ]
     if job.status is JobStatus.Complete:
-        fields.append(("result", json.dumps(job.result, default=str)))
+        fields.append(("result", binary_note(job.payload_error, "result")
+                       or json.dumps(job.result, default=str)))
     for label, value in fields:
         if value is not None or label in ("id", "status"):
             click.echo(f"{label + ':':<16}{cell(value, 200)}")
 
 
+def _payload_note(job: Job) -> str | None:
+    if job.args or job.kwargs:
+        return None
+    return binary_note(job.payload_error, "payload")
+
+
+def shown_job(job: Job) -> dict[str, Any]:
+    """A job for ``--json``: values that were not JSON are described, never decoded."""
+    data: dict[str, Any] = jsonable(job)
+    payload, result = _payload_note(job), binary_note(job.payload_error, "result")
+    if payload:
+        data.update(args=None, kwargs=None, payload=payload, payload_error=None)
+    if result:
+        data.update(result=result, payload_error=None)
+    return data
+
+
+def _bulk_options(func: F) -> F:
+    """``--queue``, ``--function``, ``--dry-run``, ``--yes``, ``--json`` of the bulk commands."""
+    func = json_option(func)
+    func = click.option("--yes", "-y", is_flag=True,
+                        help="Do not ask before touching jobs of every queue (for scripts).")(func)
+    func = click.option("--dry-run", is_flag=True,
+                        help="Only count the jobs that would be touched.")(func)
+    func = click.option("--function", help="Only jobs of this function (dotted path).")(func)
+    func = click.option("--queue", help="Only jobs of this queue.")(func)
+    return func
+
+
+_PAST = {"cancel": "cancelled"}
+
+
+def _report_bulk(verb: str, count: int, dry_run: bool, as_json: bool,
+                 **details: Any) -> None:
+    if as_json:
+        echo_json({"count": count, "dry_run": dry_run, **details})
+    elif dry_run:
+        click.echo(f"would {verb} {count} job(s) (dry run: nothing changed)")
+    else:
+        click.echo(f"{_PAST.get(verb, verb + 'd')} {count} job(s)")
+
+
+def _confirm_everything(werk: Werk, question: str, count: int) -> None:
+    """Ask before a bulk change that no filter limits; refuse when nobody can answer."""
+    if count == 0:
+        return
+    if not click.confirm(f"{question.format(count=count)} Continue?", default=False,
+                         err=True):
+        werk.close()
+        raise CliError("nothing changed (pass --yes to skip this question)")
+
+
 @cli.command()
-@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@click.argument("target", nargs=-1, metavar="[APP] [ID]")
 @db_options
+@_bulk_options
+@click.option("--failed", "with_failed", is_flag=True, help="Failed jobs (bulk).")
+@click.option("--aborted", "with_aborted", is_flag=True, help="Aborted jobs (bulk).")
+@click.option("--expired", "with_expired", is_flag=True, help="Expired jobs (bulk).")
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs that ended longer ago than this (30s, 15m, 7d, 1h30m).")
 @friendly
-def retry(target: tuple[str, ...], dsn: str | None, schema: str | None,
-          prefix: str | None) -> None:
-    """Run a failed, aborted or expired job again."""
-    app_spec, text = split_target(target, "ID")
-    job_id = parse_job_id(text)
+def retry(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+          queue: str | None, function: str | None, dry_run: bool, yes: bool, as_json: bool,
+          with_failed: bool, with_aborted: bool, with_expired: bool,
+          older_than: float | None) -> None:
+    """Run a failed, aborted or expired job again; without ID, every such job that the
+    filters select (all three statuses unless --failed/--aborted/--expired say which).
+
+    \b
+    pgwerk retry 1234
+    pgwerk retry --queue mail --failed --older-than 1h
+    """
+    app_spec, job_id = split_optional_id(target)
+    statuses = tuple(name for name, chosen in (("failed", with_failed),
+                                                ("aborted", with_aborted),
+                                                ("expired", with_expired)) if chosen)
+    if job_id is not None:
+        if queue or function or statuses or older_than is not None or dry_run:
+            raise click.UsageError("give a job ID or filters (--queue, --function, --failed, "
+                                   "...), not both")
+        _retry_one(app_spec, dsn, schema, prefix, job_id)
+        return
+    if not (queue or function or statuses or older_than is not None):
+        raise click.UsageError("give a job ID, or say which jobs: --queue, --function, "
+                               "--failed, --aborted, --expired, --older-than")
+    wanted = statuses or ("failed", "aborted", "expired")
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        count = werk.bulk_requeue_jobs(queue=queue, function=function, statuses=wanted,
+                                       older_than=older_than, dry_run=dry_run)
+    finally:
+        werk.close()
+    _report_bulk("requeue", count, dry_run, as_json, queue=queue, function=function,
+                 statuses=list(wanted), older_than=older_than)
+
+
+def _retry_one(app_spec: str | None, dsn: str | None, schema: str | None,
+               prefix: str | None, job_id: int) -> None:
     werk = open_app(app_spec, dsn, schema, prefix)
     try:
         if werk.requeue_job(job_id):
@@ -402,14 +524,40 @@ def retry(target: tuple[str, ...], dsn: str | None, schema: str | None,
 
 
 @cli.command()
-@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@click.argument("target", nargs=-1, metavar="[APP] [ID]")
 @db_options
+@_bulk_options
 @friendly
-def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None,
-           prefix: str | None) -> None:
-    """Cancel a job that has not started, or ask its worker to stop a running one."""
-    app_spec, text = split_target(target, "ID")
-    job_id = parse_job_id(text)
+def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+           queue: str | None, function: str | None, dry_run: bool, yes: bool,
+           as_json: bool) -> None:
+    """Cancel a job that has not started, or ask its worker to stop a running one; without
+    ID, cancel every job not yet started that --queue / --function select (asks first
+    when neither is given).
+
+    \b
+    pgwerk cancel 1234
+    pgwerk cancel --queue reports --dry-run
+    """
+    app_spec, job_id = split_optional_id(target)
+    if job_id is not None:
+        if queue or function or dry_run:
+            raise click.UsageError("give a job ID or filters (--queue, --function), not both")
+        _cancel_one(app_spec, dsn, schema, prefix, job_id)
+        return
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        if not (queue or function or dry_run or yes):
+            _confirm_everything(werk, "cancel all {count} job(s) not yet started, in every "
+                                      "queue?", werk.bulk_cancel_jobs(dry_run=True))
+        count = werk.bulk_cancel_jobs(queue=queue, function=function, dry_run=dry_run)
+    finally:
+        werk.close()
+    _report_bulk("cancel", count, dry_run, as_json, queue=queue, function=function)
+
+
+def _cancel_one(app_spec: str | None, dsn: str | None, schema: str | None,
+                prefix: str | None, job_id: int) -> None:
     werk = open_app(app_spec, dsn, schema, prefix)
     try:
         if werk.cancel_job(job_id):
@@ -429,26 +577,41 @@ def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None,
 @db_options
 @click.option("--status", "statuses", type=click.Choice(END_STATUSES), multiple=True,
               help="Status of the jobs to delete (repeatable; default complete).")
-@click.option("--older-than", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              metavar="SECONDS", help="Only jobs that ended more than this long ago.")
-@json_option
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs that ended longer ago than this (30s, 15m, 7d, 1h30m).")
+@_bulk_options
 @friendly
 def purge(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-          statuses: tuple[str, ...], older_than: float, as_json: bool) -> None:
-    """Delete ended jobs."""
+          statuses: tuple[str, ...], older_than: float | None, queue: str | None,
+          function: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Delete ended jobs (complete ones unless --status says otherwise). Without --queue,
+    --function or --older-than it asks first: that deletes every such job.
+
+    \b
+    pgwerk purge --queue mail --older-than 7d --dry-run
+    pgwerk purge --status failed --older-than 30d --yes
+    """
     wanted = list(statuses) or ["complete"]
     werk = open_app(app, dsn, schema, prefix)
     try:
-        if not as_json and sys.stderr.isatty():
-            click.echo(f"deleting {'/'.join(wanted)} jobs that ended more than "
-                       f"{older_than:g}s ago…", err=True)
-        deleted = werk.purge_jobs(wanted, older_than=older_than)
+        if not (queue or function or older_than is not None or dry_run or yes):
+            everything = werk.purge_jobs(wanted, dry_run=True)
+            _confirm_everything(werk, f"delete all {{count}} {'/'.join(wanted)} job(s), in "
+                                      f"every queue?", everything)
+        if not as_json and not dry_run and sys.stderr.isatty():
+            click.echo(f"deleting {'/'.join(wanted)} jobs…", err=True)
+        count = werk.purge_jobs(wanted, queue=queue, function=function,
+                                older_than=older_than or 0, dry_run=dry_run)
     finally:
         werk.close()
     if as_json:
-        echo_json({"deleted": deleted, "statuses": wanted, "older_than": older_than})
+        echo_json({"deleted": 0 if dry_run else count, "count": count, "dry_run": dry_run,
+                   "statuses": wanted, "queue": queue, "function": function,
+                   "older_than": older_than or 0})
+    elif dry_run:
+        click.echo(f"would delete {count} job(s) (dry run: nothing changed)")
     else:
-        click.echo(f"deleted {deleted} job(s)")
+        click.echo(f"deleted {count} job(s)")
 
 
 @cli.command()
