@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_type_hints
 
+from pgwerk._logging import job_fields
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 
@@ -151,7 +152,8 @@ def _call_hook(name: str, hook: Callable[[Context], Any] | None, ctx: Context) -
         if inspect.isawaitable(out):
             _run_coroutine(out)
     except Exception:
-        logger.exception("%s hook failed for job %s; the job goes on", name, ctx.job.id)
+        logger.exception("%s hook failed for job %s; the job goes on", name, ctx.job.id,
+                         extra=job_fields(ctx.job))
 
 
 def execute(app: Werk, worker: Worker | None, job: Job,
@@ -164,6 +166,7 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     start = time.monotonic()
     ctx = Context(app=app, job=job, worker=worker)
     hooks = worker.hooks if worker is not None else None
+    logger.debug("job %s %s started", job.id, job.function, extra=job_fields(job))
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
@@ -273,6 +276,7 @@ def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
         if inspect.isawaitable(out):
             _run_coroutine(out)
     except JobTimeout:
-        logger.warning("callback %s of job %s timed out after %ss", ref.path, job.id, ref.timeout)
+        logger.warning("callback %s of job %s timed out after %ss", ref.path, job.id, ref.timeout,
+                       extra=job_fields(job))
     except Exception:
-        logger.exception("callback %s of job %s failed", ref.path, job.id)
+        logger.exception("callback %s of job %s failed", ref.path, job.id, extra=job_fields(job))

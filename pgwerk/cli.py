@@ -96,21 +96,24 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
 @click.option("--dequeue-strategy", type=click.Choice(DEQUEUE_STRATEGIES), default="priority",
               show_default=True, help="Which queue's job comes next.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
-              default="INFO", show_default=True)
+              default="INFO", show_default=True,
+              help="debug adds a line per job started, claim and batch of outcomes.")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
               help="text, or json (one object per line).")
+@click.option("--log-tracebacks", is_flag=True,
+              help="Log the traceback of every failed attempt (without pgwerk's frames).")
 @friendly
 def worker_command(app: str, queues: list[str], concurrency: int, pool: str, burst: bool,
                    scheduler: bool, metrics_port: int | None, metrics_host: str,
                    poll_interval: float, shutdown_timeout: float, dequeue_strategy: str,
-                   log_level: str, log_format: str) -> None:
+                   log_level: str, log_format: str, log_tracebacks: bool) -> None:
     """Run a worker for APP (module:attribute naming a Werk) until SIGTERM/SIGINT.
 
     A second signal stops at once, putting running jobs back for another worker.
     """
     from pgwerk.worker import Worker
 
-    configure_logging(log_level, log_format)
+    configure_logging(log_level, log_format, tracebacks=log_tracebacks)
     werk = load_app(app)
     metrics = None
     if metrics_port is not None:

@@ -33,6 +33,7 @@ from pgwerk._execute import (
     run_callback,
     settle,
 )
+from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
@@ -381,6 +382,8 @@ class Worker:
             {"queues": queues, "limit": limit, "worker": self.id})
         if self._auto_prefetch is not None:
             self._adapt_prefetch(time.monotonic() - started)
+        if rows:
+            logger.debug("claimed %d job(s) from %s", len(rows), ",".join(queues))
         if round_robin and rows:
             self._rotation = (self.queues.index(rows[-1]["queue"]) + 1) % len(self.queues)
         return [job_from_row(row, self.app.serializer) for row in rows]
@@ -429,7 +432,8 @@ class Worker:
         elif payload.startswith("a:") and self._pool is not None:
             job_id = int(payload[2:])
             if self._pool.abort(job_id):
-                logger.info("job %s: abort requested, interrupting it", job_id)
+                logger.info("job %s: abort requested, interrupting it", job_id,
+                            extra={"job_id": job_id})
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -440,7 +444,8 @@ class Worker:
         settlement = settle(job, outcome)
         if self.metrics is not None:
             self.metrics.job_finished(job, outcome.kind, outcome.duration)
-        extra = {"job_id": job.id, "function": job.function, "queue": job.queue}
+        extra = job_fields(job, self.id, duration=round(outcome.duration, 6),
+                           job_error=outcome.error)
         if settlement.status == "released":
             self._completions.release(job)
         else:
@@ -484,7 +489,8 @@ class Worker:
         try:
             run_callback(self.app, self, job, ref, exception)
         except JobTimeout:
-            logger.warning("callback %s of job %s timed out", ref.path, job.id)
+            logger.warning("callback %s of job %s timed out", ref.path, job.id,
+                           extra=job_fields(job, self.id))
         finally:
             self._watcher.cancel(deadline)
 
@@ -649,6 +655,7 @@ class _Completions:
             "channel": app.channel,
         }
         rows = retrying(app.fetch, "job_complete_many", params)
+        logger.debug("recorded %d outcome(s) in one batch", len(batch))
         worker.forget(job.id for job, _ in batch)
         recorded = {row["id"] for row in rows}
         if len(recorded) < len(batch):
