@@ -88,6 +88,9 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
               help="Serve Prometheus metrics on this port (needs pgwerk[metrics]).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address of the metrics server.")
+@click.option("--no-queue-metrics", is_flag=True,
+              help="Leave the queue series to a dedicated collector (by default the longest "
+                   "running live worker exports them, the others do not).")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Seconds between checks when no notification arrives.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0,
@@ -105,7 +108,8 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
 @friendly
 def worker_command(app: str, queues: list[str], concurrency: int, pool: str, burst: bool,
                    scheduler: bool, metrics_port: int | None, metrics_host: str,
-                   poll_interval: float, shutdown_timeout: float, dequeue_strategy: str,
+                   no_queue_metrics: bool, poll_interval: float, shutdown_timeout: float,
+                   dequeue_strategy: str,
                    log_level: str, log_format: str, log_tracebacks: bool) -> None:
     """Run a worker for APP (module:attribute naming a Werk) until SIGTERM/SIGINT.
 
@@ -118,7 +122,8 @@ def worker_command(app: str, queues: list[str], concurrency: int, pool: str, bur
     metrics = None
     if metrics_port is not None:
         _check_metrics()
-        metrics = _serve_metrics(werk, metrics_host, metrics_port)
+        metrics = _serve_metrics(werk, metrics_host, metrics_port,
+                                 queue_metrics=False if no_queue_metrics else "leader")
     worker = Worker(werk, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
                     poll_interval=poll_interval, shutdown_timeout=shutdown_timeout,
                     dequeue_strategy=dequeue_strategy, metrics=metrics, **job_context_hooks())
@@ -146,11 +151,11 @@ def _check_metrics() -> None:
             from None
 
 
-def _serve_metrics(werk: Werk, host: str, port: int) -> Any:
+def _serve_metrics(werk: Werk, host: str, port: int, queue_metrics: bool | str) -> Any:
     from pgwerk.metrics import serve_metrics
 
     try:
-        metrics = serve_metrics(werk, port, addr=host)
+        metrics = serve_metrics(werk, port, addr=host, queue_metrics=queue_metrics)
     except OSError as exc:
         raise CliError(f"cannot serve metrics on {host}:{port}: {exc}") from None
     logger.info("metrics on http://%s:%d/metrics", host, port)
@@ -678,23 +683,41 @@ def migrate(app: str | None, dsn: str | None, schema: str | None, prefix: str | 
 @click.argument("app", required=False)
 @db_options
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback by default).")
+              help="Address to listen on (loopback by default; any other address needs "
+                   "--auth or --insecure).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--read-only", is_flag=True, help="Hide and refuse retry/cancel/delete.")
+@click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
+@click.option("--auth", envvar="PGWERK_DASHBOARD_AUTH", metavar="USER:PASSWORD",
+              help="Require HTTP Basic authentication with these credentials "
+                   "(default $PGWERK_DASHBOARD_AUTH). Serve it behind HTTPS.")
+@click.option("--insecure", is_flag=True,
+              help="Allow a non-loopback --host without --auth (only behind a proxy that "
+                   "authenticates).")
 @friendly
 def dashboard(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-              host: str, port: int, read_only: bool) -> None:
+              host: str, port: int, read_only: bool, auth: str | None,
+              insecure: bool) -> None:
     """Serve the web dashboard (needs pgwerk[web]) until interrupted."""
     try:
         importlib.import_module("jinja2")
     except ImportError:
         raise AppError("the dashboard needs Jinja2: pip install pgwerk[web]") from None
     from pgwerk.dashboard import serve_dashboard
+    from pgwerk.dashboard._auth import is_loopback, parse_credentials
 
+    try:
+        credentials = parse_credentials(auth or None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--auth") from None
+    if credentials is None and not insecure and not is_loopback(host):
+        raise click.UsageError(
+            f"--host {host} is not a loopback address: anyone who can reach it could retry, "
+            "cancel and delete jobs. Give --auth USER:PASSWORD (or PGWERK_DASHBOARD_AUTH), "
+            "or --insecure if a proxy in front authenticates.")
     werk = open_app(app, dsn, schema, prefix)
     click.echo(f"pgwerk dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     try:
-        serve_dashboard(werk, host=host, port=port, read_only=read_only)
+        serve_dashboard(werk, host=host, port=port, read_only=read_only, auth=credentials)
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
     except KeyboardInterrupt:

@@ -181,6 +181,8 @@ class Worker:
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self.metrics = metrics
+        if metrics is not None:
+            metrics.attach(self)
         self._buffer: collections.deque[Job] = collections.deque()
         self._dispatch_lock = threading.Lock()
         self.hooks = Hooks(before_process, after_process, handlers)
@@ -443,7 +445,7 @@ class Worker:
             self.processed += 1
         settlement = settle(job, outcome)
         if self.metrics is not None:
-            self.metrics.job_finished(job, outcome.kind, outcome.duration)
+            self.metrics.job_finished(job, settlement.status, outcome.duration)
         extra = job_fields(job, self.id, duration=round(outcome.duration, 6),
                            job_error=outcome.error)
         if settlement.status == "released":
@@ -516,6 +518,8 @@ class Worker:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.sweep_interval
                     counts = self.app.sweep()
+                    if self.metrics is not None:
+                        self.metrics.swept(counts)
                     if any(counts.values()):
                         logger.info("sweep: %s", counts)
             except UNREACHABLE as exc:
@@ -526,6 +530,8 @@ class Worker:
     def _beat(self, job_ids: list[int]) -> None:
         rows = self.app.fetch("job_heartbeat_many", {"worker": self.id, "job_ids": job_ids})
         row = rows[0]
+        if self.metrics is not None:
+            self.metrics.heartbeat()
         if not row["registered"]:
             logger.warning("worker %s was presumed dead (heartbeat too late); re-registering",
                            self.id)
@@ -660,6 +666,8 @@ class _Completions:
         recorded = {row["id"] for row in rows}
         if len(recorded) < len(batch):
             lost = [job.id for job, _ in batch if job.id not in recorded]
+            if worker.metrics is not None:
+                worker.metrics.jobs_lost(len(lost))
             logger.warning("outcome of job(s) %s not recorded: no longer owned by this worker "
                            "(rescued by the sweep?)", ", ".join(map(str, lost)))
         ended = [row["id"] for row in rows

@@ -193,12 +193,16 @@ def test_metrics_port__serves_prometheus_metrics(app: Werk, worker_cli: WorkerCl
     def scrape() -> str:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                return str(resp.read().decode())
+                text = str(resp.read().decode())
         except OSError as exc:
             raise AssertionError(str(exc)) from None
+        # The queue series come once the worker is registered (the only one: it exports them).
+        return text if "pgwerk_queue_jobs{" in text else ""
 
-    text = eventually(scrape, timeout=20, message="metrics served")
+    text = eventually(scrape, timeout=20, message="metrics served with the queue series")
     assert 'pgwerk_queue_jobs{queue="elsewhere",status="queued"} 1.0' in text
+    assert 'pgwerk_queue_jobs{queue="default",status="failed"} 0.0' in text
+    assert "pgwerk_worker_up 1.0" in text and "process_resident_memory_bytes" in text
     assert worker_cli.terminate() == 0
 
 
