@@ -680,3 +680,13 @@ ended AS (
 SELECT m.minute, count(e.minute) AS processed, count(e.minute) FILTER (WHERE e.failed) AS failed
 FROM minutes m LEFT JOIN ended e ON e.minute = m.minute
 GROUP BY m.minute ORDER BY m.minute;
+
+-- name: admin_job_dependents
+-- The jobs waiting on (or that waited on) a job, with their status.
+SELECT d.job_id AS id, d.allow_failure, j.status, j.function
+FROM {T:job_deps} d JOIN {T:jobs} j ON j.id = d.job_id
+WHERE d.depends_on = %(id)s ORDER BY d.job_id;
+
+-- name: admin_function_list
+-- The handlers that have jobs, for filter choices (at most %(limit)s of them).
+SELECT DISTINCT function FROM {T:jobs} ORDER BY function LIMIT %(limit)s;
