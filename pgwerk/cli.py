@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -46,6 +47,7 @@ from pgwerk._cli_support import (
     show_duration,
     split_optional_id,
     split_target,
+    terminal_width,
 )
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
 from pgwerk.app import Werk
@@ -643,6 +645,85 @@ def workers(app: str | None, dsn: str | None, schema: str | None, prefix: str | 
                  f"{w.heartbeat_age:.0f}s ago", w.started_at,
                  "stopping" if w.stopping else "running"] for w in found],
                "no workers")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def sweep(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+          as_json: bool) -> None:
+    """Run the workers' maintenance pass once: put back jobs of dead workers, expire,
+    promote dependents, delete rows past their retention (skipped if a worker is sweeping
+    right now)."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        counts = werk.sweep()
+    finally:
+        werk.close()
+    if as_json:
+        echo_json({"swept": bool(counts), **counts})
+    elif not counts:
+        click.echo("another process is sweeping right now; nothing done")
+    else:
+        click.echo(", ".join(f"{name.replace('_', ' ')} {count}"
+                             for name, count in counts.items()))
+
+
+_DOCTOR_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def doctor(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+           as_json: bool) -> None:
+    """Health checks with advice: schema, indexes, bloat, dead rows, autovacuum, stuck
+    jobs, silent workers, waiting and overdue jobs, connection headroom, a pooler in
+    front. Each line is ok, warn or fail with the command that fixes it; the exit status
+    is 1 when any check fails (for monitoring, with --json)."""
+    from pgwerk._doctor import run_checks
+
+    werk = open_app(app, dsn, schema, prefix)
+    if app:
+        base = load_app(app).config
+        target = app
+    else:
+        base = WerkConfig()
+        target = '--dsn "$PGWERK_DSN"' + "".join(
+            f" --{name} {value}" for name, value in (("schema", schema), ("prefix", prefix))
+            if value)
+    try:
+        checks = run_checks(werk, target, base.max_pool_size, base.application_name)
+    finally:
+        werk.close()
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        echo_json({"ok": not failed, "database": _safe_dsn(werk.dsn),
+                   "schema": werk.config.schema, "prefix": werk.config.prefix,
+                   "checks": [{"name": c.name, "status": c.status, "message": c.message,
+                               "fix": c.fix, **c.data} for c in checks]})
+    else:
+        _doctor_report(checks)
+    if failed:
+        sys.exit(1)
+
+
+def _doctor_report(checks: list[Any]) -> None:
+    width = terminal_width()
+    name_width = max(len(c.name) for c in checks)
+    indent = " " * (6 + name_width + 2)
+    for check in checks:
+        head = click.style(f"{check.status:<4}", fg=_DOCTOR_STYLE[check.status], bold=True)
+        lines = textwrap.wrap(check.message, max(width - len(indent), 30)) or [""]
+        click.echo(f"{head}  {check.name:<{name_width}}  {lines[0]}")
+        for line in lines[1:]:
+            click.echo(indent + line)
+        if check.fix:
+            click.echo(f"{indent}fix: {check.fix}")
 
 
 @cli.command()
