@@ -11,6 +11,7 @@ Thresholds are constants below; estimates (bloat) say they are estimates.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -300,6 +301,34 @@ def check_overdue(facts: Facts) -> Check:
         {r["queue"]: {"count": r["count"], "late": r["late"]} for r in rows})
 
 
+def cron_lock_key(app: Werk) -> int:
+    """The advisory lock key of ``app``'s cron scheduler (as ``CronScheduler`` makes it)."""
+    return zlib.crc32(f"pgwerk:cron:{app.config.schema}.{app.config.prefix}".encode())
+
+
+def cron_leader_pid(app: Werk) -> int | None:
+    """The server process id of the connection of the running cron scheduler, if any."""
+    text = render(_blocks()["doctor_cron_leader"], app.config.schema, app.config.prefix)
+    rows = app.db.fetch("find the cron scheduler", text.encode(), {"lock": cron_lock_key(app)})
+    return int(rows[0]["pid"]) if rows else None
+
+
+def check_cron(facts: Facts) -> Check:
+    row = facts.fetch("doctor_cron_schedules")[0]
+    if not row["active"]:
+        return Check("cron", OK, "no active schedule")
+    leader = facts.fetch("doctor_cron_leader", {"lock": cron_lock_key(facts.app)})
+    data = {"active": row["active"], "scheduler_pid": leader[0]["pid"] if leader else None}
+    if not leader:
+        late = f" (a tick was due {_age(row['late'])} ago)" if (row["late"] or 0) > 0 else ""
+        return Check("cron", WARN, f"{row['active']} active schedule(s) but no scheduler is "
+                     f"running: nothing is enqueued{late}",
+                     f"pgwerk-worker {_app_hint(facts)} --scheduler  (or pgwerk cron run "
+                     f"{_app_hint(facts)})", data)
+    return Check("cron", OK, f"{row['active']} active schedule(s); the scheduler runs "
+                 f"(server pid {leader[0]['pid']})", data=data)
+
+
 def check_connections(facts: Facts) -> Check:
     server = facts.fetch("doctor_server", {"app_name": _app_name_pattern(facts)})[0]
     usable = server["max_connections"] - server["reserved"]
@@ -403,7 +432,7 @@ def _age(seconds: float | None) -> str:
 #: Checks that need the pgwerk tables, in the order of the report.
 TABLE_CHECKS: tuple[Callable[[Facts], Check], ...] = (
     check_indexes, check_bloat, check_dead_rows, check_autovacuum, check_stuck_jobs,
-    check_workers, check_queued, check_overdue, check_connections,
+    check_workers, check_queued, check_overdue, check_cron, check_connections,
 )
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import signal
 import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -832,20 +834,64 @@ def _cron_scheduler(app_spec: str | None, dsn: str | None, schema: str | None,
 @friendly
 def cron_list(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
               as_json: bool) -> None:
-    """Schedules registered by APP and stored in the database."""
+    """Schedules registered by APP and stored in the database: when each ticks next
+    (blank while paused), the last tick that really enqueued a job (and that job), the
+    time zone, and whether a scheduler is running to enqueue them.
+
+    Without APP (--dsn) the schedules are read from the database rows.
+    """
+    from pgwerk._doctor import cron_leader_pid
+
     scheduler = _cron_scheduler(app, dsn, schema, prefix)
+    werk = scheduler.app
     try:
         found = scheduler.list()
+        leader = cron_leader_pid(werk)
+        shown = [_cron_truth(werk, c, leader) for c in found]
     finally:
-        scheduler.app.close()
+        werk.close()
     if as_json:
-        echo_json(found)
+        echo_json(shown)
         return
-    echo_table(["name", "schedule", "function", "queue", "state", "last tick", "next tick"],
-               [[c.name, c.schedule, c.function, c.queue,
-                 "paused" if c.paused else ("active" if c.registered else "not registered"),
-                 c.last_tick, c.next_tick] for c in found],
-               "no cron schedules")
+    echo_table(["name", "schedule", "tz", "function", "queue", "state", "next tick",
+                "last enqueued", "job"],
+               [[c["name"], c["schedule"], c["timezone"],
+                 c["function"] if any(x["function"] != x["name"] for x in shown) else None,
+                 c["queue"], c["state"], c["next_tick"], c["last_enqueued_tick"],
+                 c["last_job_id"]] for c in shown],
+               "no cron schedules", drop_zero=("function",))
+    if found and leader is None:
+        click.echo("no cron scheduler is running: nothing is enqueued (run pgwerk-worker APP "
+                   "--scheduler, or pgwerk cron run APP)", err=True)
+
+
+_TZ_SUFFIX = re.compile(r"^(.*) \((.+)\)$")
+
+
+def _cron_truth(werk: Werk, cron_job: Any, leader: int | None) -> dict[str, Any]:
+    """A schedule as it really is: the last tick found among the jobs (tick jobs carry
+    the key ``cron:<name>:<tick>``), no next tick while paused, the time zone apart."""
+    last = werk.list_jobs(key=f"cron:{cron_job.name}:*", limit=1)
+    job = last[0] if last else None
+    tick = (job.meta or {}).get("tick") if job is not None else None
+    schedule, tz = cron_job.schedule, None
+    match = _TZ_SUFFIX.match(schedule)
+    if match:
+        schedule, tz = match.group(1), match.group(2)
+    elif not schedule.startswith("every "):
+        tz = "UTC"
+    next_tick = None if cron_job.paused else cron_job.next_tick
+    state = "paused" if cron_job.paused else ("active" if leader else "no scheduler")
+    return {
+        "name": cron_job.name, "function": cron_job.function, "schedule": schedule,
+        "timezone": tz, "queue": cron_job.queue, "paused": cron_job.paused,
+        "registered": cron_job.registered, "state": state, "scheduler_running": bool(leader),
+        "next_tick": next_tick,
+        "late": bool(next_tick and next_tick < datetime.now(timezone.utc)),
+        "last_enqueued_tick": datetime.fromisoformat(tick) if tick else None,
+        "last_job_id": job.id if job is not None else None,
+        "last_job_status": job.status.value if job is not None else None,
+    }
 
 
 @cron.command("run")

@@ -79,3 +79,17 @@ SELECT queue, count(*)::int AS count,
 FROM {T:jobs}
 WHERE status = 'scheduled' AND scheduled_at < now() - make_interval(secs => %(grace)s)
 GROUP BY queue ORDER BY late DESC;
+
+-- name: doctor_cron_leader
+-- The server process holding the cron scheduler's session lock (none: no scheduler runs).
+-- A bigint advisory key shows in pg_locks as classid (high half) and objid (low half).
+SELECT l.pid FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid = (%(lock)s::bigint >> 32)::oid AND l.objid = (%(lock)s::bigint & 4294967295)::oid;
+
+-- name: doctor_cron_schedules
+-- Stored schedules that are not paused, and how late the latest next tick is.
+SELECT count(*)::int AS active,
+    extract(epoch FROM now() - min(next_tick))::float8 AS late
+FROM {T:cron} WHERE NOT paused;

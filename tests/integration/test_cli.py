@@ -286,7 +286,7 @@ def test_cron__list_pause_resume_remove(app_spec: str, app: Werk) -> None:
 
 
 def test_cron__list_shows_a_table(app_spec: str) -> None:
-    text = run("cron", "list", app_spec).stdout
+    text = CliRunner(env={"COLUMNS": "120"}).invoke(cli, ["cron", "list", app_spec]).stdout
     assert "every-minute" in text and "every 60s" in text and "tests.jobs.noop" in text
 
 

@@ -43,7 +43,7 @@ def test_doctor__a_healthy_queue_is_all_ok_and_exits_0(app: Werk) -> None:
     assert {name: c["status"] for name, c in checks.items()} == {
         "schema": "ok", "indexes": "ok", "bloat": "ok", "dead rows": "ok",
         "autovacuum": autovacuum, "stuck jobs": "ok", "workers": "ok", "queued jobs": "ok",
-        "scheduled jobs": "ok", "connections": "ok", "pooler": "ok"}
+        "scheduled jobs": "ok", "cron": "ok", "connections": "ok", "pooler": "ok"}
     assert checks["schema"]["version"] == checks["schema"]["latest"] == latest_version()
     assert checks["connections"]["workers"] == 1 and checks["connections"]["per_worker"] == 5
     assert "SHOW pool_mode" in checks["pooler"]["checked"]
@@ -121,6 +121,17 @@ def test_doctor__a_long_wait_and_overdue_scheduled_jobs_warn(app: Werk) -> None:
     assert "oldest 1h" in checks["queued jobs"]["message"]
     assert checks["scheduled jobs"]["status"] == "warn"
     assert checks["scheduled jobs"]["default"]["count"] == 1
+
+
+def test_doctor__active_schedules_without_a_scheduler_warn(app: Werk) -> None:
+    from pgwerk.cron import CronScheduler
+
+    scheduler = CronScheduler(app)
+    scheduler.register("tests.jobs.noop", interval=60, name="ping")
+    scheduler.tick()
+    check = doctor(app)["cron"]
+    assert check["status"] == "warn" and check["scheduler_pid"] is None
+    assert "--scheduler" in check["fix"]
 
 
 def test_doctor__the_text_report_has_a_fix_line_under_each_problem(app: Werk) -> None:
