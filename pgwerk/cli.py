@@ -422,7 +422,7 @@ def _show_job(job: Job) -> None:
                        or json.dumps(job.result, default=str)))
     for label, value in fields:
         if value is not None or label in ("id", "status"):
-            click.echo(f"{label + ':':<16}{cell(value, 200)}")
+            click.echo(f"{label + ':':<16}{cell(value, max(terminal_width() - 16, 20))}")
 
 
 def _payload_note(job: Job) -> str | None:

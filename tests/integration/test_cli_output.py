@@ -124,3 +124,11 @@ def test_jobs__filters_by_key_search_and_age(app: Werk) -> None:
     assert [j["id"] for j in as_json(run("jobs", *db(app), "--search", "a@b", "--json"))] == [
         keyed.id]
     assert as_json(run("jobs", *db(app), "--older-than", "1h", "--json")) == []
+
+
+def test_job__detail_lines_fit_80_columns(app: Werk) -> None:
+    job = make_job(app, "tests.jobs.echo", kwargs={"text": "x" * 300},
+                   options={"_key": "k" * 120})
+    lines = run80("job", *db(app), str(job.id)).stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert next(line for line in lines if line.startswith("kwargs:")).endswith("…")
