@@ -36,8 +36,9 @@ def reltime(moment: datetime | None, now: datetime | None = None) -> Markup:
         return Markup("")
     now = now or datetime.now(timezone.utc)
     delta = (now - moment).total_seconds()
+    shown = human_seconds(round(abs(delta)))
     text = "just now" if abs(delta) < 1 else (
-        f"{human_seconds(delta)} ago" if delta > 0 else f"in {human_seconds(-delta)}")
+        f"{shown} ago" if delta > 0 else f"in {shown}")
     return Markup('<time datetime="{}" title="{}">{}</time>').format(
         moment.isoformat(), exact(moment), text)
 

@@ -1,5 +1,7 @@
 """Server-rendered SVG charts: no JavaScript, no CDN. Colours come from the stylesheet
-(classes), so dark mode applies to charts too."""
+(classes), so dark mode applies to charts too. The bars are an SVG stretched to the
+width of the page; the axis labels are HTML around it, so they stay readable at any
+width."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-WIDTH, HEIGHT = 600, 150
-LEFT, BOTTOM, TOP = 34, 18, 8
+WIDTH, HEIGHT = 1000, 100
 
 
 def _nice_ceiling(value: int) -> int:
@@ -24,42 +25,42 @@ def _nice_ceiling(value: int) -> int:
 def throughput_chart(points: Sequence[dict[str, Any]]) -> str:
     """Bars of processed attempts per minute, the failed part drawn over them in red.
 
-    ``points`` are ``Werk.throughput()`` records, oldest first.
+    ``points`` are ``Werk.throughput()`` records, oldest first. Each bar has a tooltip
+    with its minute and counts.
     """
     if not points:
         return ""
     top = _nice_ceiling(max(1, *(p["processed"] for p in points)))
-    plot_w, plot_h = WIDTH - LEFT - 4, HEIGHT - BOTTOM - TOP
-    slot = plot_w / len(points)
-    bar = max(slot * 0.8, 1.0)
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="Jobs processed and failed per minute">',
-        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - 4}" '
-        f'y2="{TOP + plot_h}"/>',
-        f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{WIDTH - 4}" y2="{TOP}"/>',
-        f'<text class="label" x="{LEFT - 4}" y="{TOP + 4}" text-anchor="end">{top}</text>',
-        f'<text class="label" x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end">0</text>',
-    ]
+    slot = WIDTH / len(points)
+    bar = slot * 0.78
+    bars = []
     for i, point in enumerate(points):
-        x = LEFT + i * slot + (slot - bar) / 2
+        x = i * slot + (slot - bar) / 2
         processed, failed = point["processed"], point["failed"]
-        when = point["minute"].strftime("%H:%M")
-        tip = escape(f"{when} UTC: {processed} processed, {failed} failed")
-        height = plot_h * processed / top
-        parts.append(f'<g><title>{tip}</title>'
-                     f'<rect class="bar-ok" x="{x:.1f}" y="{TOP + plot_h - height:.1f}" '
-                     f'width="{bar:.1f}" height="{height:.1f}"/>')
-        if failed:
-            fail_h = plot_h * failed / top
-            parts.append(f'<rect class="bar-failed" x="{x:.1f}" '
-                         f'y="{TOP + plot_h - fail_h:.1f}" width="{bar:.1f}" '
-                         f'height="{fail_h:.1f}"/>')
-        parts.append("</g>")
-    for index, anchor in ((0, "start"), (len(points) // 2, "middle"), (len(points) - 1, "end")):
-        x = LEFT + index * slot + slot / 2
-        label = points[index]["minute"].strftime("%H:%M")
-        parts.append(f'<text class="label" x="{x:.1f}" y="{HEIGHT - 4}" '
-                     f'text-anchor="{anchor}">{label}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        tip = escape(f"{point['minute']:%H:%M} UTC: {processed} processed, {failed} failed")
+        height = HEIGHT * processed / top
+        fail_h = HEIGHT * failed / top
+        bars.append(
+            f'<g><title>{tip}</title>'
+            f'<rect class="bar-slot" x="{i * slot:.2f}" y="0" width="{slot:.2f}" '
+            f'height="{HEIGHT}"/>'
+            f'<rect class="bar-ok" x="{x:.2f}" y="{HEIGHT - height:.2f}" width="{bar:.2f}" '
+            f'height="{height:.2f}"/>'
+            + (f'<rect class="bar-failed" x="{x:.2f}" y="{HEIGHT - fail_h:.2f}" '
+               f'width="{bar:.2f}" height="{fail_h:.2f}"/>' if failed else "")
+            + "</g>")
+    first, middle, last = points[0], points[len(points) // 2], points[-1]
+    return (
+        '<figure class="chart">'
+        f'<div class="y-axis"><span>{top}</span><span>{top // 2 if top > 1 else ""}</span>'
+        '<span>0</span></div>'
+        f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" role="img" '
+        'aria-label="Jobs processed and failed per minute">'
+        f'<line class="grid" x1="0" y1="{HEIGHT / 2}" x2="{WIDTH}" y2="{HEIGHT / 2}" '
+        'vector-effect="non-scaling-stroke"/>'
+        + "".join(bars)
+        + f'<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}" '
+        'vector-effect="non-scaling-stroke"/></svg>'
+        f'<div class="x-axis"><span>{first["minute"]:%H:%M}</span>'
+        f'<span>{middle["minute"]:%H:%M}</span><span>{last["minute"]:%H:%M} UTC</span></div>'
+        "</figure>")

@@ -165,11 +165,12 @@ def workers(dash: Dashboard, req: Request) -> str:
                        workers=dash.app.list_workers())
 
 
-def _timezone_of(schedule: str) -> str:
+def _split_timezone(schedule: str) -> tuple[str, str]:
     # A cron schedule in another zone is stored as "<expr> (<zone>)"; the rest are UTC.
     if schedule.endswith(")") and " (" in schedule:
-        return schedule.rsplit(" (", 1)[1][:-1]
-    return "UTC"
+        expression, zone = schedule.rsplit(" (", 1)
+        return expression, zone[:-1]
+    return schedule, "UTC"
 
 
 def cron(dash: Dashboard, req: Request) -> str:
@@ -177,9 +178,10 @@ def cron(dash: Dashboard, req: Request) -> str:
     schedules = []
     for row in rows:
         options = row["options"] or {}
+        expression, zone = _split_timezone(row["schedule"])
         schedules.append({
             "name": row["name"], "function": row["function"], "schedule": row["schedule"],
-            "timezone": _timezone_of(row["schedule"]), "paused": row["paused"],
+            "expression": expression, "timezone": zone, "paused": row["paused"],
             "queue": options.get("queue", "default"),
             "next_tick": None if row["paused"] else row["next_tick"],
             "last_tick": row["last_tick"],
@@ -227,7 +229,7 @@ def _bulk(dash: Dashboard, action: str, filters: dict[str, Any],
                              "expired jobs are")
         statuses = [status] if status else list(REQUEUABLE)
         count = app.bulk_requeue_jobs(queue, function, statuses, older_than, dry_run=dry_run)
-        return count, f"{'/'.join(statuses)} jobs{where}{age} run again"
+        return count, f"The {_either(statuses)} jobs{where}{age} will run again."
     if action == "cancel":
         if status is not None and status not in CANCELLABLE:
             raise ValueError(f"{status} jobs cannot be cancelled; only queued, scheduled or "
@@ -238,13 +240,18 @@ def _bulk(dash: Dashboard, action: str, filters: dict[str, Any],
             raise ValueError("cancel covers queued, scheduled and waiting jobs together; "
                              "remove the status filter")
         count = app.bulk_cancel_jobs(queue, function, dry_run=dry_run)
-        return count, f"queued, scheduled and waiting jobs{where} end as aborted"
+        return count, (f"The queued, scheduled and waiting jobs{where} will end as aborted "
+                       "without running.")
     if status is not None and status not in ENDED:
         raise ValueError(f"{status} jobs cannot be deleted in bulk; only ended jobs "
                          "(complete, failed, aborted, expired) are")
     statuses = [status] if status else list(ENDED)
     count = app.purge_jobs(statuses, queue, function, older_than, dry_run=dry_run)
-    return count, f"{'/'.join(statuses)} jobs{where}{age} are deleted for good"
+    return count, f"The {_either(statuses)} jobs{where}{age} will be deleted for good."
+
+
+def _either(statuses: list[str]) -> str:
+    return statuses[0] if len(statuses) == 1 else ", ".join(statuses[:-1]) + " or " + statuses[-1]
 
 
 def _age_label(seconds: float) -> str:

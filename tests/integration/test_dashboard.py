@@ -25,7 +25,8 @@ def test_dashboard__overview_lists_queues_latency_and_throughput(app: Werk) -> N
     assert reply.headers["Content-Type"].startswith("text/html")
     assert ">mail</a>" in reply.text and ">2</a>" in reply.text
     assert ">2m 5s<" in reply.text or ">2m 6s<" in reply.text  # the oldest waiting job
-    assert '<svg class="chart"' in reply.text and "1 processed, 0 failed" in reply.text
+    assert '<figure class="chart"><div class="y-axis"><span>1</span>' in reply.text
+    assert "UTC: 1 processed, 0 failed" in reply.text
     assert "<title>Overview · pgwerk</title>" in reply.text
 
 
@@ -140,15 +141,16 @@ def test_dashboard__cron_page_pause_resume_and_run_now(app: Werk) -> None:
     [enqueued] = scheduler.tick(now=next_hour + timedelta(seconds=1))
     client = Client(Dashboard(app))
     text = client.get("/cron").text
-    assert 'id="cron-hourly"' in text and "every 3600s" in text and "UTC" in text
+    assert 'id="cron-hourly"' in text and "every 3600s" in text and ">UTC<" in text
     assert f'href="/jobs/{enqueued.id}"' in text  # the last tick that enqueued
     assert text.count(" ago</time>") + text.count("in ") >= 1
 
     paused = client.follow(client.submit("/cron", "/cron/hourly/pause"))
     assert "schedule hourly paused" in paused.text
-    row = re.search(r'<tr id="cron-hourly">.*?</tr>', paused.text, re.S)
-    assert row and "badge paused" in row.group(0)
-    assert row.group(0).count("<time") == 1  # next tick blank; only the last job's time
+    card = re.search(r'<section class="card" id="cron-hourly">.*?</section>', paused.text,
+                     re.S)
+    assert card and "badge paused" in card.group(0)
+    assert "<th>next tick</th><td></td>" in card.group(0)  # blank while paused
     assert query(app, "SELECT paused FROM {cron}") == [{"paused": True}]
 
     resumed = client.follow(client.submit("/cron", "/cron/hourly/resume"))
