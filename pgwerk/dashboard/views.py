@@ -86,7 +86,7 @@ def jobs(dash: Dashboard, req: Request) -> str:
         page = 1
     try:
         found = _data.list_jobs(dash.app, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        total = dash.app.count_jobs(**_api_filters(filters))
+        total = dash.app.count_jobs(**filters)
     except (TypeError, ValueError) as exc:
         raise _bad_request(dash, req, str(exc)) from None
     pages = max(1, math.ceil(total / PAGE_SIZE))
@@ -99,10 +99,6 @@ def jobs(dash: Dashboard, req: Request) -> str:
         next_query=_query(filters, page=page + 1) if page < pages else None,
         bulk_query=_query(filters),
     )
-
-
-def _api_filters(filters: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in filters.items()}
 
 
 def _job_id(raw: str) -> int:
