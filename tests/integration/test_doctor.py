@@ -168,3 +168,18 @@ def test_doctor__a_table_of_mostly_dead_rows_warns_with_vacuum(app: Werk) -> Non
     assert dead["status"] == "warn" and dead[f"{app.config.prefix}_jobs"]["dead"] >= 12000
     assert "VACUUM (ANALYZE)" in dead["fix"]
     assert checks["autovacuum"]["lagging"] == [f"{app.config.prefix}_jobs"]
+
+
+def test_doctor__a_table_that_is_mostly_empty_space_warns_about_bloat(app: Werk) -> None:
+    # 12 MB of rows, all but the last ones deleted and vacuumed: the pages stay (the last
+    # rows keep VACUUM from cutting the file short), the rows are gone.
+    query(app, "INSERT INTO {jobs} (function, status, payload) "
+               "SELECT 'tests.jobs.noop', 'complete', repeat('x', 600) "
+               "FROM generate_series(1, 20000);"
+               "DELETE FROM {jobs} WHERE id <= (SELECT max(id) - 100 FROM {jobs});")
+    query(app, "VACUUM (ANALYZE) {jobs}")  # reports its row counts as it ends
+    check = doctor(app)["bloat"]
+    assert check["status"] == "warn", check
+    jobs_table = check[f"{app.config.prefix}_jobs"]
+    assert jobs_table["table_bloat"] > 0.9 and jobs_table["table_bytes"] > 10 * 1024 * 1024
+    assert "VACUUM (FULL, ANALYZE)" in check["fix"] and "pg_repack" in check["message"]
