@@ -581,13 +581,12 @@ RETURNING name;
 -- name: cron_delete
 DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;
 
--- Admin queries: one filter shared by the list, the count and the bulk actions, so that a
--- count shown before a bulk action is the set the action touches. A NULL parameter does
--- not filter. %(key)s ending in '*' matches keys that start with the rest. The age is
--- measured from the end of the job, or from its enqueueing while it has not ended.
-
 -- name: admin_job_list
--- Jobs matching the admin filter, newest first, one page.
+-- Jobs matching the admin filter, newest first, one page. The admin filter is the same in
+-- the list, the count and the bulk actions, so that a count shown before a bulk action is
+-- the set the action touches. A NULL parameter does not filter; a key ending in '*'
+-- matches the keys that start with the rest; the age is measured from the end of the job,
+-- or from its enqueueing while it has not ended.
 SELECT * FROM {T:jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
@@ -660,7 +659,7 @@ WHERE status = 'queued' OR (status = 'scheduled' AND scheduled_at <= now())
 GROUP BY queue;
 
 -- name: admin_throughput
--- Attempts that ended per minute over the last %(minutes)s minutes (the current minute
+-- Attempts that ended per minute over the last N minutes (the current minute
 -- last), zero-filled: from the job rows (their latest attempt) and the executions table
 -- (earlier attempts). Jobs cancelled before they started are not attempts.
 WITH minutes AS (
@@ -688,5 +687,5 @@ FROM {T:job_deps} d JOIN {T:jobs} j ON j.id = d.job_id
 WHERE d.depends_on = %(id)s ORDER BY d.job_id;
 
 -- name: admin_function_list
--- The handlers that have jobs, for filter choices (at most %(limit)s of them).
+-- The handlers that have jobs, for filter choices (the first few hundred).
 SELECT DISTINCT function FROM {T:jobs} ORDER BY function LIMIT %(limit)s;
