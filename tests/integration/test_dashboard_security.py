@@ -16,7 +16,7 @@ from pgwerk.dashboard._auth import is_loopback
 from pgwerk.dashboard._csrf import Signer
 from tests import jobs
 from tests.conftest import MakeApp
-from tests.helpers import ago, make_job
+from tests.helpers import ago, make_job, set_columns
 from tests.integration.dashboard_client import Client
 
 SECRET = b"a test secret of 32 bytes length"
@@ -151,6 +151,10 @@ def test_payloads__pickled_ones_are_never_unpickled(make_app: MakeApp,
         assert client.get(path).status == 200, path
     page = client.get(f"/jobs/{job.id}").text
     assert f"binary payload, {size} bytes" in page
+    result = PickleSerializer().dumps(Bomb(marker))
+    set_columns(app, job.id, status="complete", result=result, completed_at=ago(1))
+    assert f"binary result, {len(result)} bytes" in client.get(f"/jobs/{job.id}").text
+    assert client.get("/jobs?status=complete").status == 200
     assert not marker.exists()
 
 
