@@ -24,6 +24,7 @@ from psycopg_pool import PoolTimeout
 
 from pgwerk.app import Werk
 from pgwerk.exceptions import ConfigurationError, WerkError
+from pgwerk.serializers import JSONSerializer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,7 +111,7 @@ def open_app(app_spec: str | None, dsn: str | None, schema: str | None, prefix: 
             base = load_app(app_spec)
             overrides["serializer"] = JSONOnly(base.config.serializer)
             return Werk(base.dsn, config=base.config.merged(**overrides))
-        overrides["serializer"] = JSONOnly(None)
+        overrides["serializer"] = JSONOnly()
         return Werk(dsn, **overrides)
     except ConfigurationError as exc:
         message = str(exc)
@@ -128,12 +129,10 @@ class JSONOnly:
     (so ``enqueue`` stores what workers expect) but reads JSON only. Any other stored value
     (a pickle, say) is never decoded here: reading a job must not run code."""
 
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
+    def __init__(self, writer: Any = None) -> None:
+        self.writer = writer if writer is not None else JSONSerializer()
 
     def dumps(self, obj: Any) -> str:
-        if self.writer is None:
-            return json.dumps(obj, separators=(",", ":"), allow_nan=False)
         text: str = self.writer.dumps(obj)
         return text
 
