@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 def text(browser: Any) -> str:
-    return str(browser.find_element(By.TAG_NAME, "main").text)
+    # Read in one script call: the refresh script may swap <main> between two calls.
+    return str(browser.execute_script("return document.querySelector('main').innerText"))
 
 
 def test_overview__queues_latency_chart_and_refresh_toggle(
