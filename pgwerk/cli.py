@@ -471,8 +471,12 @@ def _confirm_everything(werk: Werk, question: str, count: int) -> None:
     """Ask before a bulk change that no filter limits; refuse when nobody can answer."""
     if count == 0:
         return
-    if not click.confirm(f"{question.format(count=count)} Continue?", default=False,
-                         err=True):
+    try:
+        agreed = click.confirm(f"{question.format(count=count)} Continue?", default=False,
+                               err=True)
+    except click.Abort:  # no answer (stdin closed, Ctrl-C)
+        agreed = False
+    if not agreed:
         werk.close()
         raise CliError("nothing changed (pass --yes to skip this question)")
 

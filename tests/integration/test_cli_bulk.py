@@ -61,8 +61,9 @@ def test_cancel__bulk_cancels_the_unstarted_jobs_of_a_queue(app: Werk) -> None:
 
 def test_cancel__every_queue_asks_first_and_a_no_changes_nothing(app: Werk) -> None:
     job = make_job(app).id
-    declined = run("cancel", *db(app), ok=False)
-    assert declined.exit_code != 0 and "Continue?" in declined.stderr
+    declined = run("cancel", *db(app), ok=False)  # no answer on stdin
+    assert declined.exit_code == 1 and "Continue?" in declined.stderr
+    assert "pass --yes" in declined.stderr
     assert app.get_job(job).status is JobStatus.Queued
     assert run("cancel", *db(app), "--yes").stdout.strip() == "cancelled 1 job(s)"
 
