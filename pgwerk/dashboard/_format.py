@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -60,6 +61,12 @@ def error_summary(error: str | None, width: int = 120) -> str:
     return last if len(last) <= width else last[:width - 1] + "…"
 
 
+def breakable(name: str) -> Markup:
+    """A dotted name that may wrap after its dots and underscores on narrow screens."""
+    return Markup("<wbr>").join(escape(part) for part in re.split(r"(?<=[._])", name))
+
+
 def register(env: Any) -> None:
     env.filters.update(human_seconds=human_seconds, exact=exact, reltime=reltime,
-                       duration=duration, error_summary=error_summary, escape=escape)
+                       duration=duration, error_summary=error_summary, escape=escape,
+                       breakable=breakable)

@@ -214,3 +214,42 @@ def test_cli__refuses_a_public_bind_without_credentials(app: Werk) -> None:
     assert "not a loopback address" in done.stderr and "--auth" in done.stderr
     bad = run_cli("--dsn", app.dsn, "--host", "0.0.0.0", "--auth", "nocolon")
     assert bad.returncode == 2 and "user:password" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli__a_public_bind_with_credentials_serves_behind_basic_auth(app: Werk) -> None:
+    import base64
+    import os
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from tests.helpers import eventually
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgwerk.cli", "dashboard", "--dsn", app.dsn, "--schema",
+         app.config.schema, "--host", "0.0.0.0", "--port", str(port)],
+        env={**os.environ, "PGWERK_DASHBOARD_AUTH": "ops:letmein"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        def refused() -> int | None:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+            except OSError:
+                assert process.poll() is None, process.communicate()[1].decode()
+            return None
+
+        assert eventually(refused, timeout=20) == 401
+        request = urllib.request.Request(url, headers={
+            "Authorization": "Basic " + base64.b64encode(b"ops:letmein").decode()})
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

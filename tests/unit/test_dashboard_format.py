@@ -9,7 +9,7 @@ import pytest
 
 from pgwerk.dashboard._auth import authorized, parse_credentials
 from pgwerk.dashboard._csrf import Signer
-from pgwerk.dashboard._format import error_summary, human_seconds, reltime
+from pgwerk.dashboard._format import breakable, error_summary, human_seconds, reltime
 from pgwerk.dashboard._svg import throughput_chart
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -68,3 +68,8 @@ def test_credentials__parsed_and_compared() -> None:
     assert authorized(header, ("admin", "a:b"))
     assert not authorized(header, ("admin", "a"))
     assert not authorized("Bearer YWRtaW46YTpi", ("admin", "a:b"))
+
+
+def test_breakable__wraps_after_dots_and_underscores_and_escapes() -> None:
+    assert breakable("shop.tasks.send_receipt") == "shop.<wbr>tasks.<wbr>send_<wbr>receipt"
+    assert breakable("a<b>.c") == "a&lt;b&gt;.<wbr>c"
