@@ -5,6 +5,7 @@ flash message saying what happened."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -119,10 +120,12 @@ def cron_origin(job: Any) -> str | None:
 
 
 def _cron_name_from_key(key: str) -> str | None:
-    # cron:<name>:<ISO tick>; the tick itself contains colons (2026-01-01T00:00:00+00:00).
-    rest = key[len("cron:"):]
-    marker = rest.rfind(":", 0, rest.find("T") if "T" in rest else len(rest))
-    return rest[:marker] if marker > 0 else None
+    # cron:<name>:<ISO tick>; the tick has colons of its own (2026-01-01T00:00:00+00:00).
+    found = _CRON_KEY.match(key)
+    return found.group(1) if found else None
+
+
+_CRON_KEY = re.compile(r"^cron:(.+):\d{4}-\d\d-\d\dT")
 
 
 def job(dash: Dashboard, req: Request, raw_id: str) -> str:

@@ -78,9 +78,10 @@ def test_dashboard__job_page_links_dependencies_dependents_callbacks_and_cron(
     assert "Depends on" in text and "Dependents" in text
     assert "tests.jobs.on_error" in text
 
-    cron_job = make_job(app, options={"_key": "cron:nightly:2026-01-01T03:00:00+00:00"})
-    text = Client(Dashboard(app)).get(f"/jobs/{cron_job.id}").text
-    assert 'href="/cron#cron-nightly"' in text
+    for name in ("nightly", "Totals:EU"):
+        cron_job = make_job(app, options={"_key": f"cron:{name}:2026-01-01T03:00:00+00:00"})
+        text = Client(Dashboard(app)).get(f"/jobs/{cron_job.id}").text
+        assert f'href="/cron#cron-{name}"' in text
 
 
 def test_dashboard__aborting_job_says_why_it_has_not_stopped(app: Werk) -> None:
