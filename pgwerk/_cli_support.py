@@ -8,11 +8,14 @@ import enum
 import functools
 import importlib
 import json
+import math
 import os
+import re
+import shutil
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Collection, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -21,6 +24,7 @@ from psycopg_pool import PoolTimeout
 
 from pgwerk.app import Werk
 from pgwerk.exceptions import ConfigurationError, WerkError
+from pgwerk.serializers import JSONSerializer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,13 +109,56 @@ def open_app(app_spec: str | None, dsn: str | None, schema: str | None, prefix: 
     try:
         if app_spec:
             base = load_app(app_spec)
+            overrides["serializer"] = JSONOnly(base.config.serializer)
             return Werk(base.dsn, config=base.config.merged(**overrides))
+        overrides["serializer"] = JSONOnly()
         return Werk(dsn, **overrides)
     except ConfigurationError as exc:
         message = str(exc)
         if "PGWERK_DSN" in message:
             message = "no database given: pass APP or --dsn, or set PGWERK_DSN"
         raise click.UsageError(message) from None
+
+
+class NotShown(Exception):
+    """A stored value the command line does not decode (it is not JSON)."""
+
+
+class JSONOnly:
+    """The serializer of every command-line app: it writes with the app's own serializer
+    (so ``enqueue`` stores what workers expect) but reads JSON only. Any other stored value
+    (a pickle, say) is never decoded here: reading a job must not run code."""
+
+    def __init__(self, writer: Any = None) -> None:
+        self.writer = writer if writer is not None else JSONSerializer()
+
+    def dumps(self, obj: Any) -> str:
+        text: str = self.writer.dumps(obj)
+        return text
+
+    def loads(self, data: str) -> Any:
+        try:
+            return json.loads(data)
+        except (ValueError, TypeError):
+            size = len(data.encode() if isinstance(data, str) else data)
+            raise NotShown(f"binary, {size} bytes") from None
+
+
+_NOT_SHOWN = re.compile(r"^(payload|result) cannot be decoded by JSONOnly: "
+                        r"NotShown\('binary, (\d+) bytes'\)")
+
+
+def binary_note(payload_error: str | None, what: str) -> str | None:
+    """``"binary payload, N bytes"`` when a job's ``what`` ("payload" or "result") was not
+    JSON and so not decoded by ``JSONOnly``; None otherwise."""
+    match = _NOT_SHOWN.match(payload_error or "")
+    if match is None:
+        return None
+    if match.group(1) != what:
+        # The result's note replaces the payload's; a payload that was not JSON has no
+        # arguments decoded, so say so without a size.
+        return f"binary {what}" if what == "payload" else None
+    return f"binary {what}, {match.group(2)} bytes"
 
 
 # -- errors and output -----------------------------------------------------------------------
@@ -168,11 +215,27 @@ def echo_json(value: Any) -> None:
     click.echo(json.dumps(jsonable(value), default=_json_default, indent=2))
 
 
+def show_time(value: datetime) -> str:
+    """A moment in the operator's local time, with the zone said (``... 14:03:07 CET``)."""
+    local = value.astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
+
+
+def short_time(value: datetime, today: date | None = None) -> str:
+    """A moment for a table: the time alone when it is today, else the date and the minute;
+    the zone always said."""
+    local = value.astimezone()
+    zone = local.tzname() or local.strftime("%z")
+    if local.date() == (today or datetime.now(local.tzinfo).date()):
+        return local.strftime("%H:%M:%S ") + zone
+    return local.strftime("%Y-%m-%d %H:%M ") + zone
+
+
 def cell(value: Any, width: int = 60) -> str:
     if value is None:
         text = "-"
     elif isinstance(value, datetime):
-        text = value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        text = show_time(value)
     elif isinstance(value, float):
         text = f"{value:.1f}"
     elif isinstance(value, enum.Enum):
@@ -183,17 +246,61 @@ def cell(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> None:
-    """Aligned columns, one row per line."""
+#: Columns are never cut narrower than this (or their header, if shorter).
+MIN_COLUMN = 8
+GAP = "  "
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (``$COLUMNS`` wins; 80 when stdout is not a terminal)."""
+    return max(shutil.get_terminal_size((80, 24)).columns, 20)
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str, *,
+               drop_zero: Sequence[str] = (), width: int | None = None) -> None:
+    """Aligned columns, one row per line, fitted to the terminal's width.
+
+    Columns named in ``drop_zero`` are left out when every row has 0 there; when the
+    table is still too wide, the widest columns are cut (their cells end with ``…``).
+    """
     if not rows:
         click.echo(empty)
         return
-    cells = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    line = "  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True))
-    click.echo(line.rstrip())
+    keep = [i for i, h in enumerate(headers)
+            if h not in drop_zero or any(row[i] not in (0, None) for row in rows)]
+    # A cut time says nothing: cut other columns first.
+    fixed = {n for n, i in enumerate(keep) if any(isinstance(row[i], datetime) for row in rows)}
+    headers = [headers[i].upper() for i in keep]
+    cells = [[short_time(row[i]) if isinstance(row[i], datetime) else cell(row[i], 10_000)
+              for i in keep] for row in rows]
+    widths = fit_widths([max(len(h), *(len(r[i]) for r in cells)) for i, h in
+                         enumerate(headers)], width or terminal_width(), fixed)
+    click.echo(_line(headers, widths))
     for row in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        click.echo(_line(row, widths))
+
+
+def fit_widths(natural: list[int], total: int, fixed: Collection[int] = ()) -> list[int]:
+    """Column widths that fit in ``total`` characters (with gaps): the widest column
+    gives up a character until everything fits or every column is at its minimum;
+    ``fixed`` columns only when the others cannot give more."""
+    widths = list(natural)
+    budget = total - len(GAP) * (len(widths) - 1)
+    for allowed in ([i for i in range(len(widths)) if i not in fixed], range(len(widths))):
+        while sum(widths) > budget and allowed:
+            widest = max(allowed, key=lambda i: widths[i])
+            if widths[widest] <= MIN_COLUMN:
+                break
+            widths[widest] -= 1
+    return widths
+
+
+def _line(values: Sequence[str], widths: Sequence[int]) -> str:
+    return GAP.join(_cut(v, w).ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def last_line(text: str | None) -> str | None:
@@ -201,10 +308,70 @@ def last_line(text: str | None) -> str | None:
     return lines[-1] if lines else None
 
 
+#: The largest job id (ids are PostgreSQL bigints).
+MAX_JOB_ID = 2**63 - 1
+
+
 def parse_job_id(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise click.UsageError(f"ID must be a job id (a positive integer), got {text!r}")
+    """A job id from the command line: ASCII decimal digits only (``str.isdigit`` also
+    accepts '²' and other digits ``int`` cannot read)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_JOB_ID:
+        raise click.UsageError(f"ID must be a job id (a positive integer of ASCII digits), "
+                               f"got {text!r}")
     return int(text)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``15m``, ``7d``, ``1h30m`` or a plain number of seconds.
+
+    Raises:
+        ValueError: anything else, with the forms that are allowed.
+    """
+    spec = text.strip().lower()
+    try:
+        value = float(spec)
+    except ValueError:
+        parts = _DURATION_PART.findall(spec)
+        if not spec or "".join(n + u for n, u in parts) != spec:
+            raise ValueError(
+                f"{text!r} is not a duration; use a number of seconds or amounts with "
+                f"units w, d, h, m, s such as 30s, 15m, 7d, 1h30m") from None
+        value = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{text!r} is not a duration: it must be finite and not negative")
+    return value
+
+
+class Duration(click.ParamType):
+    """A click option type for ``parse_duration``; the value is seconds (float)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def show_duration(seconds: float) -> str:
+    """``7d``, ``1h30m``, ``45s``: the shortest readable form of a whole number of
+    seconds (fractions are shown as seconds)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest, parts = int(seconds), []
+    for unit in "dhms":
+        amount, rest = divmod(rest, _UNIT_SECONDS[unit])
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts) or "0s"
 
 
 def split_target(values: tuple[str, ...], what: str) -> tuple[str | None, str]:
@@ -213,6 +380,35 @@ def split_target(values: tuple[str, ...], what: str) -> tuple[str | None, str]:
     if len(values) == 2:
         return values[0], values[1]
     raise click.UsageError(f"expected [APP] {what}, got {len(values)} argument(s)")
+
+
+def split_optional_id(values: tuple[str, ...]) -> tuple[str | None, int | None]:
+    """``[APP] [ID]``: nothing, an ID, an APP (it has a colon), or both."""
+    if not values:
+        return None, None
+    if len(values) == 1:
+        if ":" in values[0]:
+            return values[0], None
+        return None, parse_job_id(values[0])
+    if len(values) == 2:
+        return values[0], parse_job_id(values[1])
+    raise click.UsageError(f"expected [APP] [ID], got {len(values)} arguments")
+
+
+def check_importable(func: str) -> None:
+    """``FUNC`` must import here as it would in a worker of ``APP``.
+
+    Raises:
+        AppError: one line saying why it does not.
+    """
+    from pgwerk._execute import HandlerNotFound, load_handler
+
+    try:
+        load_handler(func)
+    except HandlerNotFound as exc:
+        raise AppError(f"FUNC {exc}") from None
+    except (Exception, SystemExit) as exc:  # the module's own code failed
+        raise AppError(_import_failure(func, exc)) from None
 
 
 def json_arg(text: str | None, kind: type, option: str) -> Any:

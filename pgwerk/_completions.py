@@ -191,8 +191,11 @@ class CompletionWriter:
                 for item in batch:
                     self._write_one(item, recorded)
         worker.forget(job.id for job, _ in batch)
+        logger.debug("recorded %d outcome(s) in one batch", len(recorded))
         if len(recorded) < len(batch):
             lost = [job.id for job, _ in batch if job.id not in recorded]
+            if worker.metrics is not None:
+                worker.metrics.jobs_lost(len(lost))
             logger.warning("outcome of job(s) %s not recorded: the job is no longer this "
                            "worker's (rescued by the sweep, deleted, or changed by hand)",
                            ", ".join(map(str, lost)), extra={"job_id": lost[0]})

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pgwerk._allowlist import refusal
+from pgwerk._logging import job_fields
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 
@@ -99,8 +100,15 @@ def load_handler(path: str) -> Callable[..., Any]:
 
 
 def _cause(exc: BaseException) -> str:
-    """The exception and where it was raised, for a job's error text."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
+    """The exception in one line, and where in the handler's code it was raised."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{text} ({exc.filename}, line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
+    if frames:
+        return f"{text} ({frames[-1].filename}, line {frames[-1].lineno})"
+    return text
 
 
 @lru_cache(maxsize=1024)
@@ -168,7 +176,8 @@ def _call_hook(name: str, hook: Callable[[Context], Any] | None, ctx: Context) -
         if inspect.isawaitable(out):
             _run_coroutine(out)
     except Exception:
-        logger.exception("%s hook failed for job %s; the job goes on", name, ctx.job.id)
+        logger.exception("%s hook failed for job %s; the job goes on", name, ctx.job.id,
+                         extra=job_fields(ctx.job))
 
 
 def execute(app: Werk, worker: Worker | None, job: Job,
@@ -182,6 +191,7 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     ctx = Context(app=app, job=job, worker=worker)
     hooks = worker.hooks if worker is not None else None
     raised: BaseException | None = None
+    logger.debug("job %s %s started", job.id, job.function, extra=job_fields(job))
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
@@ -314,6 +324,7 @@ def run_callback(app: Werk, worker: Worker | None, job: Job, ref: CallbackRef,
         if inspect.isawaitable(out):
             _run_coroutine(out)
     except JobTimeout:
-        logger.warning("callback %s of job %s timed out after %ss", ref.path, job.id, ref.timeout)
+        logger.warning("callback %s of job %s timed out after %ss", ref.path, job.id, ref.timeout,
+                       extra=job_fields(job))
     except Exception:
-        logger.exception("callback %s of job %s failed", ref.path, job.id)
+        logger.exception("callback %s of job %s failed", ref.path, job.id, extra=job_fields(job))

@@ -35,6 +35,7 @@ from pgwerk._execute import (
     execute,
     stray_outcome,
 )
+from pgwerk._logging import job_fields
 from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import Job
@@ -162,7 +163,8 @@ class ThreadPool:
         logger.warning(
             "job %s (%s) did not stop within %.1fs of its timeout (blocked outside Python?); "
             "recorded as timed out, its thread is abandoned and replaced. Use pool='fork' for "
-            "code that cannot be interrupted.", slot.job.id, slot.job.function, self.grace)
+            "code that cannot be interrupted.", slot.job.id, slot.job.function, self.grace,
+            extra=job_fields(slot.job))
         outcome = Outcome(TIMEOUT, error=(
             f"JobTimeout: job {slot.job.id} exceeded its timeout of {slot.job.timeout}s and did "
             f"not stop within the {self.grace}s grace period; its thread was abandoned"))
@@ -211,7 +213,7 @@ class ThreadPool:
                     self._running.pop(job.id, None)
         if abandoned:
             logger.warning("abandoned job %s finally returned; its late result is discarded",
-                           job.id)
+                           job.id, extra=job_fields(job))
             return False
         self.on_done(job, outcome, True)
         return True

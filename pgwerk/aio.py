@@ -211,11 +211,25 @@ class AsyncWerk:
         return await asyncio.to_thread(self.sync.get_job, job_id)
 
     async def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
-                        function: str | Callable[..., Any] | None = None, limit: int = 100,
+                        function: str | Callable[..., Any] | None = None, *,
+                        key: str | None = None, search: str | None = None,
+                        job_id: int | str | None = None,
+                        older_than: float | timedelta | None = None, limit: int = 50,
                         offset: int = 0) -> list[Job]:
         """See ``Werk.list_jobs``."""
-        return await asyncio.to_thread(self.sync.list_jobs, queue, status, function, limit,
-                                       offset)
+        return await asyncio.to_thread(
+            self.sync.list_jobs, queue, status, function, key=key, search=search,
+            job_id=job_id, older_than=older_than, limit=limit, offset=offset)
+
+    async def count_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
+                         function: str | Callable[..., Any] | None = None, *,
+                         key: str | None = None, search: str | None = None,
+                         job_id: int | str | None = None,
+                         older_than: float | timedelta | None = None) -> int:
+        """See ``Werk.count_jobs``."""
+        return await asyncio.to_thread(
+            self.sync.count_jobs, queue, status, function, key=key, search=search,
+            job_id=job_id, older_than=older_than)
 
     async def cancel_job(self, job_id: int | str) -> bool:
         """See ``Werk.cancel_job``."""
@@ -245,9 +259,13 @@ class AsyncWerk:
         """See ``Werk.get_job_dependencies``."""
         return await asyncio.to_thread(self.sync.get_job_dependencies, job_id)
 
-    async def queue_stats(self) -> dict[str, dict[str, int]]:
+    async def queue_stats(self) -> dict[str, dict[str, Any]]:
         """See ``Werk.queue_stats``."""
         return await asyncio.to_thread(self.sync.queue_stats)
+
+    async def throughput(self, minutes: int = 60) -> list[dict[str, Any]]:
+        """See ``Werk.throughput``."""
+        return await asyncio.to_thread(self.sync.throughput, minutes)
 
     async def list_workers(self) -> list[WorkerInfo]:
         """See ``Werk.list_workers``."""
@@ -258,18 +276,29 @@ class AsyncWerk:
         return await asyncio.to_thread(self.sync.sweep)
 
     async def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
-                         older_than: float | timedelta = 0) -> int:
+                         queue: str | None = None,
+                         function: str | Callable[..., Any] | None = None,
+                         older_than: float | timedelta | None = None,
+                         dry_run: bool = False) -> int:
         """See ``Werk.purge_jobs``."""
-        return await asyncio.to_thread(self.sync.purge_jobs, statuses, older_than)
+        return await asyncio.to_thread(self.sync.purge_jobs, statuses, queue, function,
+                                       older_than, dry_run)
 
     async def bulk_requeue_jobs(self, queue: str | None = None,
-                                function: str | None = None) -> int:
+                                function: str | Callable[..., Any] | None = None,
+                                statuses: Iterable[JobStatus | str] = (
+                                    "failed", "aborted", "expired"),
+                                older_than: float | timedelta | None = None,
+                                dry_run: bool = False) -> int:
         """See ``Werk.bulk_requeue_jobs``."""
-        return await asyncio.to_thread(self.sync.bulk_requeue_jobs, queue, function)
+        return await asyncio.to_thread(self.sync.bulk_requeue_jobs, queue, function, statuses,
+                                       older_than, dry_run)
 
-    async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
+    async def bulk_cancel_jobs(self, queue: str | None = None,
+                               function: str | Callable[..., Any] | None = None,
+                               dry_run: bool = False) -> int:
         """See ``Werk.bulk_cancel_jobs``."""
-        return await asyncio.to_thread(self.sync.bulk_cancel_jobs, queue)
+        return await asyncio.to_thread(self.sync.bulk_cancel_jobs, queue, function, dry_run)
 
     async def truncate(self) -> None:
         """See ``Werk.truncate``."""

@@ -386,26 +386,6 @@ class Werk:
             raise JobNotFound(job_id)
         return job_from_row(rows[0], self.serializer)
 
-    def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
-                  function: str | Callable[..., Any] | None = None, limit: int = 100,
-                  offset: int = 0) -> list[Job]:
-        """Jobs, newest first, filtered by queue, status and function path."""
-        if status is not None:
-            try:
-                status = JobStatus(status).value
-            except ValueError:
-                raise ValueError(
-                    f"status must be one of {', '.join(s.value for s in JobStatus)}, got {status!r}"
-                ) from None
-        if function is not None and not isinstance(function, str):
-            from pgwerk.options import function_path
-            function = function_path(function, "function")
-        integer("limit", limit, minimum=1, maximum=BIGINT_MAX)
-        integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
-        rows = self.fetch("job_list", {"queue": queue, "status": status, "function": function,
-                                       "limit": limit, "offset": offset})
-        return [job_from_row(r, self.serializer) for r in rows]
-
     def _exists_or_raise(self, job_id: int) -> None:
         if not self.fetch("job_statuses", {"ids": [job_id]}):
             raise JobNotFound(job_id)
@@ -443,11 +423,6 @@ class Werk:
             return False
         return True
 
-    def delete_job(self, job_id: int | str) -> bool:
-        """Delete a job row (whatever its state). Returns False if it did not exist."""
-        found = _job_id(job_id)
-        return found is not None and bool(self.fetch("job_delete", {"id": found}))
-
     def touch_job(self, job_id: int | str) -> bool:
         """Renew a job's heartbeat, as its worker does for ``_heartbeat`` jobs. Returns
         False if the job does not exist or is not running."""
@@ -475,13 +450,6 @@ class Werk:
         self._exists_or_raise(job_id)
         return self.fetch("job_dependencies", {"id": job_id})
 
-    def queue_stats(self) -> dict[str, dict[str, int]]:
-        """Job counts by queue and status."""
-        stats: dict[str, dict[str, int]] = {}
-        for row in self.fetch("queue_stats"):
-            stats.setdefault(row["queue"], {})[row["status"]] = int(row["count"])
-        return stats
-
     def list_workers(self) -> list[WorkerInfo]:
         """Registered workers with their last heartbeat."""
         return [
@@ -501,43 +469,181 @@ class Werk:
 
         return run_sweep(self)
 
-    def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
-                   older_than: float | timedelta = 0) -> int:
-        """Delete ended jobs in ``statuses`` that ended more than ``older_than`` ago."""
-        if isinstance(statuses, (str, JobStatus)):
-            statuses = [statuses]
-        wanted = []
-        for status in statuses:
-            try:
-                value = JobStatus(status)
-            except ValueError:
-                value = None
-            if value is None or value not in TERMINAL_STATUSES:
-                raise ValueError(
-                    f"purge_jobs: status {status!r} is not an end status; allowed: "
-                    f"{', '.join(sorted(_TERMINAL))}"
-                )
-            wanted.append(value.value)
-        cutoff = seconds("older_than", older_than)
-        rows = self.fetch("job_purge", {"statuses": wanted, "older_than": cutoff})
-        return int(rows[0]["deleted"])
+    # -- admin: finding jobs, and acting on many at once -------------------------------------
+    # One filter (``_job_filter``) serves the list, the count and the bulk actions, so the
+    # count a dashboard or CLI shows before a bulk action is the set the action touches.
 
-    def bulk_requeue_jobs(self, queue: str | None = None, function: str | None = None) -> int:
-        """Requeue every failed, aborted or expired job of a queue and/or function."""
-        ids = [r["id"] for r in self.fetch("job_requeue_select",
-                                           {"queue": queue, "function": function})]
-        if not ids:
-            return 0
+    def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
+                  function: str | Callable[..., Any] | None = None, *, key: str | None = None,
+                  search: str | None = None, job_id: int | str | None = None,
+                  older_than: float | timedelta | None = None, limit: int = 50,
+                  offset: int = 0) -> list[Job]:
+        """Jobs matching every filter given, newest first.
+
+        Args:
+            queue: only this queue.
+            status: only this status (a ``JobStatus`` or its value).
+            function: only this handler (a dotted path or the function itself).
+            key: only the job with this ``_key``; a key ending in ``*`` matches every key
+                starting with the rest (``"cron:nightly:*"``).
+            search: text the job's arguments contain (JSON payloads; case-insensitive).
+            job_id: only the job with this id (an int or a decimal string).
+            older_than: only jobs that ended (or, still unended, were enqueued) more than
+                this many seconds ago; a number or a ``timedelta``.
+            limit: page size, 1 to 10,000.
+            offset: jobs to skip, for the next pages.
+
+        Example::
+
+            failed = app.list_jobs(queue="mail", status="failed", search="a@b.c")
+        """
+        integer("limit", limit, minimum=1, maximum=10_000)
+        integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
+        params = self._job_filter(queue, [status] if status is not None else None, function,
+                                  key=key, search=search, job_id=job_id, older_than=older_than)
+        rows = self.fetch("admin_job_list", {**params, "limit": limit, "offset": offset})
+        return [job_from_row(r, self.serializer) for r in rows]
+
+    def count_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
+                   function: str | Callable[..., Any] | None = None, *, key: str | None = None,
+                   search: str | None = None, job_id: int | str | None = None,
+                   older_than: float | timedelta | None = None) -> int:
+        """How many jobs ``list_jobs`` with the same filters would find over all pages."""
+        params = self._job_filter(queue, [status] if status is not None else None, function,
+                                  key=key, search=search, job_id=job_id, older_than=older_than)
+        return int(self.fetch("admin_job_count", params)[0]["total"])
+
+    def bulk_requeue_jobs(self, queue: str | None = None,
+                          function: str | Callable[..., Any] | None = None,
+                          statuses: Iterable[JobStatus | str] = ("failed", "aborted", "expired"),
+                          older_than: float | timedelta | None = None,
+                          dry_run: bool = False) -> int:
+        """Run again every ended job that matches (as ``requeue_job`` does for one).
+
+        Args:
+            queue, function: only jobs of this queue / handler (None: any).
+            statuses: which ended statuses to requeue; a subset of failed, aborted, expired.
+            older_than: only jobs that ended more than this many seconds ago.
+            dry_run: count the jobs that would be requeued and change nothing.
+
+        Returns:
+            How many jobs were (or, with ``dry_run``, would be) requeued.
+        """
+        wanted = _statuses("bulk_requeue_jobs", statuses, _REQUEUABLE,
+                           "cannot be requeued")
+        params = self._job_filter(queue, wanted, function, older_than=older_than)
+        ids = [r["id"] for r in self.fetch("admin_job_select", params)]
+        if dry_run or not ids:
+            return len(ids)
         return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
 
-    def bulk_cancel_jobs(self, queue: str | None = None) -> int:
-        """Cancel every job of a queue (all queues if None) that has not started."""
-        ids = [r["id"] for r in self.fetch("job_cancel_select", {"queue": queue})]
-        if not ids:
-            return 0
+    def bulk_cancel_jobs(self, queue: str | None = None,
+                         function: str | Callable[..., Any] | None = None,
+                         dry_run: bool = False) -> int:
+        """Cancel every job that has not started (queued, scheduled or waiting) of a queue
+        and/or handler (None: all). Running jobs are left alone: abort them one by one.
+
+        Returns:
+            How many jobs were (or, with ``dry_run``, would be) cancelled.
+        """
+        params = self._job_filter(queue, list(_CANCELLABLE), function)
+        ids = [r["id"] for r in self.fetch("admin_job_select", params)]
+        if dry_run or not ids:
+            return len(ids)
         rows = self.fetch("job_cancel", {"ids": ids, "channel": self.channel})
         self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
         return len(rows)
+
+    def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
+                   queue: str | None = None, function: str | Callable[..., Any] | None = None,
+                   older_than: float | timedelta | None = None, dry_run: bool = False) -> int:
+        """Delete ended jobs in ``statuses`` (end statuses only: running jobs are never
+        deleted) that ended more than ``older_than`` seconds ago, of a queue and/or handler.
+
+        Returns:
+            How many jobs were (or, with ``dry_run``, would be) deleted.
+
+        Example::
+
+            app.purge_jobs(["failed", "aborted"], queue="mail", older_than=timedelta(days=7))
+        """
+        wanted = _statuses("purge_jobs", statuses, _TERMINAL, "is not an end status")
+        params = self._job_filter(queue, wanted, function, older_than=older_than)
+        params["older_than"] = params["older_than"] or 0.0  # ended before now, as before
+        if dry_run:
+            return int(self.fetch("admin_job_count", params)[0]["total"])
+        return int(self.fetch("admin_job_purge", params)[0]["deleted"])
+
+    def delete_job(self, job_id: int | str) -> bool:
+        """Delete a job row that is not running. Returns False if it did not exist.
+
+        Raises:
+            WerkError: the job is running (``active`` or ``aborting``): abort it with
+                ``abort_job`` instead; its row is kept.
+        """
+        found = _job_id(job_id)
+        if found is None:
+            return False
+        rows = self.fetch("admin_job_delete", {"id": found})
+        if not rows:
+            return False
+        if not rows[0]["deleted"]:
+            raise WerkError(
+                f"job {job_id} is {rows[0]['status']} and was not deleted: a running job "
+                "cannot be deleted; abort it (abort_job) and delete it once it has ended")
+        return True
+
+    def queue_stats(self) -> dict[str, dict[str, Any]]:
+        """Per queue: job counts by status, and ``oldest_queued_age``, the age in seconds
+        of its oldest runnable job (queued, or scheduled and due; 0.0 when there is none),
+        which is how long new work waits there right now."""
+        stats: dict[str, dict[str, Any]] = {}
+        for row in self.fetch("queue_stats"):
+            stats.setdefault(row["queue"], {"oldest_queued_age": 0.0})[row["status"]] = int(
+                row["count"])
+        for row in self.fetch("admin_queue_latency"):
+            if row["queue"] in stats:
+                stats[row["queue"]]["oldest_queued_age"] = max(0.0, row["oldest_queued_age"])
+        return stats
+
+    def throughput(self, minutes: int = 60) -> list[dict[str, Any]]:
+        """Attempts that ended in each of the last ``minutes`` minutes (1 to 1440), oldest
+        first and zero-filled: ``{"minute": datetime, "processed": int, "failed": int}``.
+        ``processed`` counts every attempt that ended (whatever its outcome), ``failed``
+        those that failed. Ended jobs already purged are no longer counted."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
+            raise ValueError(f"minutes must be an int from 1 to 1440, got {minutes!r}")
+        return [{"minute": r["minute"], "processed": int(r["processed"]),
+                 "failed": int(r["failed"])}
+                for r in self.fetch("admin_throughput", {"minutes": minutes})]
+
+    def _job_filter(self, queue: str | None, statuses: list[Any] | None,
+                    function: str | Callable[..., Any] | None, *, key: str | None = None,
+                    search: str | None = None, job_id: int | str | None = None,
+                    older_than: float | timedelta | None = None) -> dict[str, Any]:
+        """The parameters of the admin filter, each checked (``TypeError``/``ValueError``
+        naming the option) before anything runs."""
+        for name, value in (("queue", queue), ("key", key), ("search", search)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a string, got {value!r}")
+        if function is not None and not isinstance(function, str):
+            from pgwerk.options import function_path
+            function = function_path(function, "function")
+        wanted = None
+        if statuses is not None:
+            wanted = [_status_value(s) for s in statuses]
+        if job_id is not None:
+            if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit():
+                job_id = int(job_id)
+            if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 0:
+                raise ValueError(f"job_id must be a job id (an int or decimal string), "
+                                 f"got {job_id!r}")
+            if job_id > 2**63 - 1:
+                job_id = -1  # no such job; a bigint parameter cannot hold it
+        return {"queue": queue, "statuses": wanted, "function": function, "key": key or None,
+                "search": search or None, "job_id": job_id,
+                "older_than": seconds("older_than", older_than)}
+
 
     def truncate(self) -> None:
         """Delete every job, worker and schedule of this app. For tests."""
@@ -572,3 +678,39 @@ def _existing_id(job: Job | int | str) -> int:
         assert not isinstance(job, Job)
         raise JobNotFound(job)
     return found
+
+
+_REQUEUABLE = frozenset({"failed", "aborted", "expired"})
+_CANCELLABLE = ("queued", "scheduled", "waiting")
+
+
+def _status_value(status: JobStatus | str) -> str:
+    try:
+        return JobStatus(status).value
+    except ValueError:
+        raise ValueError(
+            f"status must be one of {', '.join(s.value for s in JobStatus)}, got {status!r}"
+        ) from None
+
+
+def _statuses(what: str, statuses: Iterable[JobStatus | str], allowed: Iterable[str],
+              refusal: str) -> list[str]:
+    """Statuses given to a bulk action, each checked against what that action allows."""
+    if isinstance(statuses, (str, JobStatus)):
+        statuses = [statuses]
+    if not isinstance(statuses, Iterable):
+        raise TypeError(f"{what}: statuses must be a list of statuses, got {statuses!r}")
+    allowed = set(allowed)
+    wanted = []
+    for status in statuses:
+        try:
+            value = JobStatus(status).value
+        except ValueError:
+            value = None
+        if value is None or value not in allowed:
+            raise ValueError(f"{what}: status {status!r} {refusal}; allowed: "
+                             f"{', '.join(sorted(allowed))}")
+        wanted.append(value)
+    if not wanted:
+        raise ValueError(f"{what}: statuses is empty; allowed: {', '.join(sorted(allowed))}")
+    return wanted

@@ -14,10 +14,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -27,7 +30,10 @@ from pgwerk import _migrate
 from pgwerk._cli_support import (
     AppError,
     CliError,
+    Duration,
+    binary_note,
     cell,
+    check_importable,
     db_options,
     echo_json,
     echo_table,
@@ -39,7 +45,10 @@ from pgwerk._cli_support import (
     load_app,
     open_app,
     parse_job_id,
+    show_duration,
+    split_optional_id,
     split_target,
+    terminal_width,
 )
 from pgwerk._db import redact_dsn
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
@@ -83,6 +92,9 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
               help="Serve Prometheus metrics on this port (needs pgwerk[metrics]).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address of the metrics server.")
+@click.option("--no-queue-metrics", is_flag=True,
+              help="Leave the queue series to a dedicated collector (by default the longest "
+                   "running live worker exports them, the others do not).")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="Seconds between checks when no notification arrives.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0,
@@ -91,26 +103,31 @@ def _queues(ctx: click.Context, param: click.Parameter, value: str) -> list[str]
 @click.option("--dequeue-strategy", type=click.Choice(DEQUEUE_STRATEGIES), default="priority",
               show_default=True, help="Which queue's job comes next.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
-              default="INFO", show_default=True)
+              default="INFO", show_default=True,
+              help="debug adds a line per job started, claim and batch of outcomes.")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
               help="text, or json (one object per line).")
+@click.option("--log-tracebacks", is_flag=True,
+              help="Log the traceback of every failed attempt (without pgwerk's frames).")
 @friendly
 def worker_command(app: str, queues: list[str], concurrency: int, pool: str, burst: bool,
                    scheduler: bool, metrics_port: int | None, metrics_host: str,
-                   poll_interval: float, shutdown_timeout: float, dequeue_strategy: str,
-                   log_level: str, log_format: str) -> None:
+                   no_queue_metrics: bool, poll_interval: float, shutdown_timeout: float,
+                   dequeue_strategy: str,
+                   log_level: str, log_format: str, log_tracebacks: bool) -> None:
     """Run a worker for APP (module:attribute naming a Werk) until SIGTERM/SIGINT.
 
     A second signal stops at once, putting running jobs back for another worker.
     """
     from pgwerk.worker import Worker
 
-    configure_logging(log_level, log_format)
+    configure_logging(log_level, log_format, tracebacks=log_tracebacks)
     werk = load_app(app)
     metrics = None
     if metrics_port is not None:
         _check_metrics()
-        metrics = _serve_metrics(werk, metrics_host, metrics_port)
+        metrics = _serve_metrics(werk, metrics_host, metrics_port,
+                                 queue_metrics=False if no_queue_metrics else "leader")
     worker = Worker(werk, queues=queues, concurrency=concurrency, pool=pool, burst=burst,
                     poll_interval=poll_interval, shutdown_timeout=shutdown_timeout,
                     dequeue_strategy=dequeue_strategy, metrics=metrics, **job_context_hooks())
@@ -138,11 +155,11 @@ def _check_metrics() -> None:
             from None
 
 
-def _serve_metrics(werk: Werk, host: str, port: int) -> Any:
+def _serve_metrics(werk: Werk, host: str, port: int, queue_metrics: bool | str) -> Any:
     from pgwerk.metrics import serve_metrics
 
     try:
-        metrics = serve_metrics(werk, port, addr=host)
+        metrics = serve_metrics(werk, port, addr=host, queue_metrics=queue_metrics)
     except OSError as exc:
         raise CliError(f"cannot serve metrics on {host}:{port}: {exc}") from None
     logger.info("metrics on http://%s:%d/metrics", host, port)
@@ -218,15 +235,22 @@ def enqueue(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     app = open_app(app_spec, dsn, schema, prefix, migrate=True)
+    if app_spec:
+        check_importable(func)
+    holder = None
     try:
         job = app.enqueue_many([params])[0]
+        if job is None and key is not None:
+            found = app.list_jobs(key=key, limit=1)
+            holder = found[0].id if found else None
     finally:
         app.close()
     if as_json:
         echo_json({"id": job.id if job else None, "created": job is not None, "key": key,
-                   "job": job})
+                   "existing_id": holder, "job": shown_job(job) if job else None})
     elif job is None:
-        click.echo(f"a job with key {key!r} already exists; nothing enqueued")
+        held = f" (job {holder})" if holder is not None else ""
+        click.echo(f"a job with key {key!r} already exists{held}; nothing enqueued")
     else:
         click.echo(job.id)
 
@@ -278,10 +302,17 @@ def stats(app: str | None, dsn: str | None, schema: str | None, prefix: str | No
         _stats_table(counts)
 
 
-def _stats_table(stats: dict[str, dict[str, int]]) -> None:
-    rows = [[queue, *(counts.get(s, 0) for s in STATUSES), sum(counts.values())]
+def _stats_table(stats: dict[str, dict[str, Any]]) -> None:
+    rows = [[queue, *(counts.get(s, 0) for s in STATUSES),
+             sum(counts.get(s, 0) for s in STATUSES), _age(counts.get("oldest_queued_age"))]
             for queue, counts in sorted(stats.items())]
-    echo_table(["queue", *STATUSES, "total"], rows, "no jobs")
+    echo_table(["queue", *STATUSES, "total", "oldest"], rows, "no jobs",
+               drop_zero=(*STATUSES, "oldest"))
+
+
+def _age(seconds: float | None) -> str | None:
+    """How long the oldest queued job has waited, in whole seconds (None under one)."""
+    return None if seconds is None or seconds < 1 else show_duration(round(seconds))
 
 
 def _safe_dsn(dsn: str) -> str:
@@ -294,28 +325,34 @@ def _safe_dsn(dsn: str) -> str:
 @click.option("--queue", help="Only this queue.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
 @click.option("--function", help="Only jobs of this function (dotted path).")
+@click.option("--key", help="Only the job with this idempotency key ('prefix*' for a prefix).")
+@click.option("--search", help="Only jobs whose JSON arguments contain this text.")
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs older than this (30s, 15m, 7d, 1h30m).")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @json_option
 @friendly
 def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-         queue: str | None, status: str | None, function: str | None, limit: int, offset: int,
+         queue: str | None, status: str | None, function: str | None, key: str | None,
+         search: str | None, older_than: float | None, limit: int, offset: int,
          as_json: bool) -> None:
     """Jobs, newest first."""
     werk = open_app(app, dsn, schema, prefix)
     try:
-        found = werk.list_jobs(queue=queue, status=status, function=function, limit=limit,
+        found = werk.list_jobs(queue=queue, status=status, function=function, key=key,
+                               search=search, older_than=older_than, limit=limit,
                                offset=offset)
     finally:
         werk.close()
     if as_json:
-        echo_json(found)
+        echo_json([shown_job(j) for j in found])
         return
     echo_table(
         ["id", "status", "queue", "function", "prio", "tries", "enqueued", "error"],
         [[j.id, j.status, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
           j.enqueued_at, last_line(j.error)] for j in found],
-        "no jobs" + (f" (offset {offset})" if offset else ""),
+        "no jobs" + (f" (offset {offset})" if offset else ""), drop_zero=("prio",),
     )
     if len(found) == limit:
         click.echo(f"(first {limit}; more with --offset {offset + limit})", err=True)
@@ -339,7 +376,7 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
     finally:
         werk.close()
     if as_json:
-        echo_json({**jsonable(found), "executions": runs, "dependencies": deps})
+        echo_json({**shown_job(found), "executions": runs, "dependencies": deps})
         return
     _show_job(found)
     if deps:
@@ -358,33 +395,134 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
 
 
 def _show_job(job: Job) -> None:
-    fields = [
+    payload = _payload_note(job)
+    fields: list[tuple[str, Any]] = [
         ("id", job.id), ("function", job.function), ("queue", job.queue),
         ("status", job.status.value), ("priority", job.priority),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
-        ("args", json.dumps(list(job.args), default=str)),
-        ("kwargs", json.dumps(job.kwargs, default=str)),
+    ]
+    if payload:
+        fields.append(("payload", payload))
+    else:
+        fields += [("args", json.dumps(list(job.args), default=str)),
+                   ("kwargs", json.dumps(job.kwargs, default=str))]
+    fields += [
         ("enqueued", job.enqueued_at), ("scheduled", job.scheduled_at),
         ("started", job.started_at), ("completed", job.completed_at),
         ("worker", job.worker_id), ("key", job.key), ("group", job.group),
         ("timeout", job.timeout), ("meta", json.dumps(job.meta) if job.meta else None),
     ]
     if job.status is JobStatus.Complete:
-        fields.append(("result", json.dumps(job.result, default=str)))
+        fields.append(("result", binary_note(job.payload_error, "result")
+                       or json.dumps(job.result, default=str)))
     for label, value in fields:
         if value is not None or label in ("id", "status"):
-            click.echo(f"{label + ':':<16}{cell(value, 200)}")
+            click.echo(f"{label + ':':<16}{cell(value, max(terminal_width() - 16, 20))}")
+
+
+def _payload_note(job: Job) -> str | None:
+    if job.args or job.kwargs:
+        return None
+    return binary_note(job.payload_error, "payload")
+
+
+def shown_job(job: Job) -> dict[str, Any]:
+    """A job for ``--json``: values that were not JSON are described, never decoded."""
+    data: dict[str, Any] = jsonable(job)
+    payload, result = _payload_note(job), binary_note(job.payload_error, "result")
+    if payload:
+        data.update(args=None, kwargs=None, payload=payload, payload_error=None)
+    if result:
+        data.update(result=result, payload_error=None)
+    return data
+
+
+def _bulk_options(func: F) -> F:
+    """``--queue``, ``--function``, ``--dry-run``, ``--yes``, ``--json`` of the bulk commands."""
+    func = json_option(func)
+    func = click.option("--yes", "-y", is_flag=True,
+                        help="Do not ask before touching jobs of every queue (for scripts).")(func)
+    func = click.option("--dry-run", is_flag=True,
+                        help="Only count the jobs that would be touched.")(func)
+    func = click.option("--function", help="Only jobs of this function (dotted path).")(func)
+    func = click.option("--queue", help="Only jobs of this queue.")(func)
+    return func
+
+
+_PAST = {"cancel": "cancelled"}
+
+
+def _report_bulk(verb: str, count: int, dry_run: bool, as_json: bool,
+                 **details: Any) -> None:
+    if as_json:
+        echo_json({"count": count, "dry_run": dry_run, **details})
+    elif dry_run:
+        click.echo(f"would {verb} {count} job(s) (dry run: nothing changed)")
+    else:
+        click.echo(f"{_PAST.get(verb, verb + 'd')} {count} job(s)")
+
+
+def _confirm_everything(werk: Werk, question: str, count: int) -> None:
+    """Ask before a bulk change that no filter limits; refuse when nobody can answer."""
+    if count == 0:
+        return
+    try:
+        agreed = click.confirm(f"{question.format(count=count)} Continue?", default=False,
+                               err=True)
+    except click.Abort:  # no answer (stdin closed, Ctrl-C)
+        agreed = False
+    if not agreed:
+        werk.close()
+        raise CliError("nothing changed (pass --yes to skip this question)")
 
 
 @cli.command()
-@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@click.argument("target", nargs=-1, metavar="[APP] [ID]")
 @db_options
+@_bulk_options
+@click.option("--failed", "with_failed", is_flag=True, help="Failed jobs (bulk).")
+@click.option("--aborted", "with_aborted", is_flag=True, help="Aborted jobs (bulk).")
+@click.option("--expired", "with_expired", is_flag=True, help="Expired jobs (bulk).")
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs that ended longer ago than this (30s, 15m, 7d, 1h30m).")
 @friendly
-def retry(target: tuple[str, ...], dsn: str | None, schema: str | None,
-          prefix: str | None) -> None:
-    """Run a failed, aborted or expired job again."""
-    app_spec, text = split_target(target, "ID")
-    job_id = parse_job_id(text)
+def retry(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+          queue: str | None, function: str | None, dry_run: bool, yes: bool, as_json: bool,
+          with_failed: bool, with_aborted: bool, with_expired: bool,
+          older_than: float | None) -> None:
+    """Run a failed, aborted or expired job again; without ID, every such job that the
+    filters select (all three statuses unless --failed/--aborted/--expired say which).
+
+    \b
+    pgwerk retry 1234
+    pgwerk retry --queue mail --failed --older-than 1h
+    """
+    app_spec, job_id = split_optional_id(target)
+    statuses = tuple(name for name, chosen in (("failed", with_failed),
+                                                ("aborted", with_aborted),
+                                                ("expired", with_expired)) if chosen)
+    if job_id is not None:
+        if queue or function or statuses or older_than is not None or dry_run:
+            raise click.UsageError("give a job ID or filters (--queue, --function, --failed, "
+                                   "...), not both")
+        _retry_one(app_spec, dsn, schema, prefix, job_id)
+        return
+    if not (queue or function or statuses or older_than is not None):
+        raise click.UsageError("give a job ID, or say which jobs: --queue, --function, "
+                               "--failed, --aborted, --expired, --older-than")
+    wanted = statuses or ("failed", "aborted", "expired")
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        count = werk.bulk_requeue_jobs(queue=queue, function=function, statuses=wanted,
+                                       older_than=older_than, dry_run=dry_run)
+    finally:
+        werk.close()
+    _report_bulk("requeue", count, dry_run, as_json, queue=queue, function=function,
+                 statuses=list(wanted), older_than=older_than)
+
+
+def _retry_one(app_spec: str | None, dsn: str | None, schema: str | None,
+               prefix: str | None, job_id: int) -> None:
     werk = open_app(app_spec, dsn, schema, prefix)
     try:
         if werk.requeue_job(job_id):
@@ -397,14 +535,40 @@ def retry(target: tuple[str, ...], dsn: str | None, schema: str | None,
 
 
 @cli.command()
-@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@click.argument("target", nargs=-1, metavar="[APP] [ID]")
 @db_options
+@_bulk_options
 @friendly
-def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None,
-           prefix: str | None) -> None:
-    """Cancel a job that has not started, or ask its worker to stop a running one."""
-    app_spec, text = split_target(target, "ID")
-    job_id = parse_job_id(text)
+def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+           queue: str | None, function: str | None, dry_run: bool, yes: bool,
+           as_json: bool) -> None:
+    """Cancel a job that has not started, or ask its worker to stop a running one; without
+    ID, cancel every job not yet started that --queue / --function select (asks first
+    when neither is given).
+
+    \b
+    pgwerk cancel 1234
+    pgwerk cancel --queue reports --dry-run
+    """
+    app_spec, job_id = split_optional_id(target)
+    if job_id is not None:
+        if queue or function or dry_run:
+            raise click.UsageError("give a job ID or filters (--queue, --function), not both")
+        _cancel_one(app_spec, dsn, schema, prefix, job_id)
+        return
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        if not (queue or function or dry_run or yes):
+            _confirm_everything(werk, "cancel all {count} job(s) not yet started, in every "
+                                      "queue?", werk.bulk_cancel_jobs(dry_run=True))
+        count = werk.bulk_cancel_jobs(queue=queue, function=function, dry_run=dry_run)
+    finally:
+        werk.close()
+    _report_bulk("cancel", count, dry_run, as_json, queue=queue, function=function)
+
+
+def _cancel_one(app_spec: str | None, dsn: str | None, schema: str | None,
+                prefix: str | None, job_id: int) -> None:
     werk = open_app(app_spec, dsn, schema, prefix)
     try:
         if werk.cancel_job(job_id):
@@ -424,26 +588,41 @@ def cancel(target: tuple[str, ...], dsn: str | None, schema: str | None,
 @db_options
 @click.option("--status", "statuses", type=click.Choice(END_STATUSES), multiple=True,
               help="Status of the jobs to delete (repeatable; default complete).")
-@click.option("--older-than", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              metavar="SECONDS", help="Only jobs that ended more than this long ago.")
-@json_option
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Only jobs that ended longer ago than this (30s, 15m, 7d, 1h30m).")
+@_bulk_options
 @friendly
 def purge(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-          statuses: tuple[str, ...], older_than: float, as_json: bool) -> None:
-    """Delete ended jobs."""
+          statuses: tuple[str, ...], older_than: float | None, queue: str | None,
+          function: str | None, dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Delete ended jobs (complete ones unless --status says otherwise). Without --queue,
+    --function or --older-than it asks first: that deletes every such job.
+
+    \b
+    pgwerk purge --queue mail --older-than 7d --dry-run
+    pgwerk purge --status failed --older-than 30d --yes
+    """
     wanted = list(statuses) or ["complete"]
     werk = open_app(app, dsn, schema, prefix)
     try:
-        if not as_json and sys.stderr.isatty():
-            click.echo(f"deleting {'/'.join(wanted)} jobs that ended more than "
-                       f"{older_than:g}s ago…", err=True)
-        deleted = werk.purge_jobs(wanted, older_than=older_than)
+        if not (queue or function or older_than is not None or dry_run or yes):
+            everything = werk.purge_jobs(wanted, dry_run=True)
+            _confirm_everything(werk, f"delete all {{count}} {'/'.join(wanted)} job(s), in "
+                                      f"every queue?", everything)
+        if not as_json and not dry_run and sys.stderr.isatty():
+            click.echo(f"deleting {'/'.join(wanted)} jobs…", err=True)
+        count = werk.purge_jobs(wanted, queue=queue, function=function,
+                                older_than=older_than or 0, dry_run=dry_run)
     finally:
         werk.close()
     if as_json:
-        echo_json({"deleted": deleted, "statuses": wanted, "older_than": older_than})
+        echo_json({"deleted": 0 if dry_run else count, "count": count, "dry_run": dry_run,
+                   "statuses": wanted, "queue": queue, "function": function,
+                   "older_than": older_than or 0})
+    elif dry_run:
+        click.echo(f"would delete {count} job(s) (dry run: nothing changed)")
     else:
-        click.echo(f"deleted {deleted} job(s)")
+        click.echo(f"deleted {count} job(s)")
 
 
 @cli.command()
@@ -467,6 +646,85 @@ def workers(app: str | None, dsn: str | None, schema: str | None, prefix: str | 
                  f"{w.heartbeat_age:.0f}s ago", w.started_at,
                  "stopping" if w.stopping else "running"] for w in found],
                "no workers")
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def sweep(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+          as_json: bool) -> None:
+    """Run the workers' maintenance pass once: put back jobs of dead workers, expire,
+    promote dependents, delete rows past their retention (skipped if a worker is sweeping
+    right now)."""
+    werk = open_app(app, dsn, schema, prefix)
+    try:
+        counts = werk.sweep()
+    finally:
+        werk.close()
+    if as_json:
+        echo_json({"swept": bool(counts), **counts})
+    elif not counts:
+        click.echo("another process is sweeping right now; nothing done")
+    else:
+        click.echo(", ".join(f"{name.replace('_', ' ')} {count}"
+                             for name, count in counts.items()))
+
+
+_DOCTOR_STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
+
+
+@cli.command()
+@click.argument("app", required=False)
+@db_options
+@json_option
+@friendly
+def doctor(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
+           as_json: bool) -> None:
+    """Health checks with advice: schema, indexes, bloat, dead rows, autovacuum, stuck
+    jobs, silent workers, waiting and overdue jobs, connection headroom, a pooler in
+    front. Each line is ok, warn or fail with the command that fixes it; the exit status
+    is 1 when any check fails (for monitoring, with --json)."""
+    from pgwerk._doctor import run_checks
+
+    werk = open_app(app, dsn, schema, prefix)
+    if app:
+        base = load_app(app).config
+        target = app
+    else:
+        base = WerkConfig()
+        target = '--dsn "$PGWERK_DSN"' + "".join(
+            f" --{name} {value}" for name, value in (("schema", schema), ("prefix", prefix))
+            if value)
+    try:
+        checks = run_checks(werk, target, base.max_pool_size, base.application_name)
+    finally:
+        werk.close()
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        echo_json({"ok": not failed, "database": _safe_dsn(werk.dsn),
+                   "schema": werk.config.schema, "prefix": werk.config.prefix,
+                   "checks": [{"name": c.name, "status": c.status, "message": c.message,
+                               "fix": c.fix, **c.data} for c in checks]})
+    else:
+        _doctor_report(checks)
+    if failed:
+        sys.exit(1)
+
+
+def _doctor_report(checks: list[Any]) -> None:
+    width = terminal_width()
+    name_width = max(len(c.name) for c in checks)
+    indent = " " * (6 + name_width + 2)
+    for check in checks:
+        head = click.style(f"{check.status:<4}", fg=_DOCTOR_STYLE[check.status], bold=True)
+        lines = textwrap.wrap(check.message, max(width - len(indent), 30)) or [""]
+        click.echo(f"{head}  {check.name:<{name_width}}  {lines[0]}")
+        for line in lines[1:]:
+            click.echo(indent + line)
+        if check.fix:
+            click.echo(f"{indent}fix: {check.fix}")
 
 
 @cli.command()
@@ -507,23 +765,41 @@ def migrate(app: str | None, dsn: str | None, schema: str | None, prefix: str | 
 @click.argument("app", required=False)
 @db_options
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback by default).")
+              help="Address to listen on (loopback by default; any other address needs "
+                   "--auth or --insecure).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--read-only", is_flag=True, help="Hide and refuse retry/cancel/delete.")
+@click.option("--read-only", is_flag=True, help="Hide and refuse every action.")
+@click.option("--auth", envvar="PGWERK_DASHBOARD_AUTH", metavar="USER:PASSWORD",
+              help="Require HTTP Basic authentication with these credentials "
+                   "(default $PGWERK_DASHBOARD_AUTH). Serve it behind HTTPS.")
+@click.option("--insecure", is_flag=True,
+              help="Allow a non-loopback --host without --auth (only behind a proxy that "
+                   "authenticates).")
 @friendly
 def dashboard(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
-              host: str, port: int, read_only: bool) -> None:
+              host: str, port: int, read_only: bool, auth: str | None,
+              insecure: bool) -> None:
     """Serve the web dashboard (needs pgwerk[web]) until interrupted."""
     try:
         importlib.import_module("jinja2")
     except ImportError:
         raise AppError("the dashboard needs Jinja2: pip install pgwerk[web]") from None
     from pgwerk.dashboard import serve_dashboard
+    from pgwerk.dashboard._auth import is_loopback, parse_credentials
 
+    try:
+        credentials = parse_credentials(auth or None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--auth") from None
+    if credentials is None and not insecure and not is_loopback(host):
+        raise click.UsageError(
+            f"--host {host} is not a loopback address: anyone who can reach it could retry, "
+            "cancel and delete jobs. Give --auth USER:PASSWORD (or PGWERK_DASHBOARD_AUTH), "
+            "or --insecure if a proxy in front authenticates.")
     werk = open_app(app, dsn, schema, prefix)
     click.echo(f"pgwerk dashboard on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     try:
-        serve_dashboard(werk, host=host, port=port, read_only=read_only)
+        serve_dashboard(werk, host=host, port=port, read_only=read_only, auth=credentials)
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
     except KeyboardInterrupt:
@@ -557,20 +833,64 @@ def _cron_scheduler(app_spec: str | None, dsn: str | None, schema: str | None,
 @friendly
 def cron_list(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
               as_json: bool) -> None:
-    """Schedules registered by APP and stored in the database."""
+    """Schedules registered by APP and stored in the database: when each ticks next
+    (blank while paused), the last tick that really enqueued a job (and that job), the
+    time zone, and whether a scheduler is running to enqueue them.
+
+    Without APP (--dsn) the schedules are read from the database rows.
+    """
+    from pgwerk._doctor import cron_leader_pid
+
     scheduler = _cron_scheduler(app, dsn, schema, prefix)
+    werk = scheduler.app
     try:
         found = scheduler.list()
+        leader = cron_leader_pid(werk)
+        shown = [_cron_truth(werk, c, leader) for c in found]
     finally:
-        scheduler.app.close()
+        werk.close()
     if as_json:
-        echo_json(found)
+        echo_json(shown)
         return
-    echo_table(["name", "schedule", "function", "queue", "state", "last tick", "next tick"],
-               [[c.name, c.schedule, c.function, c.queue,
-                 "paused" if c.paused else ("active" if c.registered else "not registered"),
-                 c.last_tick, c.next_tick] for c in found],
-               "no cron schedules")
+    echo_table(["name", "schedule", "tz", "function", "queue", "state", "next tick",
+                "last enqueued", "job"],
+               [[c["name"], c["schedule"], c["timezone"],
+                 c["function"] if any(x["function"] != x["name"] for x in shown) else None,
+                 c["queue"], c["state"], c["next_tick"], c["last_enqueued_tick"],
+                 c["last_job_id"]] for c in shown],
+               "no cron schedules", drop_zero=("function",))
+    if found and leader is None:
+        click.echo("no cron scheduler is running: nothing is enqueued (run pgwerk-worker APP "
+                   "--scheduler, or pgwerk cron run APP)", err=True)
+
+
+_TZ_SUFFIX = re.compile(r"^(.*) \((.+)\)$")
+
+
+def _cron_truth(werk: Werk, cron_job: Any, leader: int | None) -> dict[str, Any]:
+    """A schedule as it really is: the last tick found among the jobs (tick jobs carry
+    the key ``cron:<name>:<tick>``), no next tick while paused, the time zone apart."""
+    last = werk.list_jobs(key=f"cron:{cron_job.name}:*", limit=1)
+    job = last[0] if last else None
+    tick = (job.meta or {}).get("tick") if job is not None else None
+    schedule, tz = cron_job.schedule, None
+    match = _TZ_SUFFIX.match(schedule)
+    if match:
+        schedule, tz = match.group(1), match.group(2)
+    elif not schedule.startswith("every "):
+        tz = "UTC"
+    next_tick = None if cron_job.paused else cron_job.next_tick
+    state = "paused" if cron_job.paused else ("active" if leader else "no scheduler")
+    return {
+        "name": cron_job.name, "function": cron_job.function, "schedule": schedule,
+        "timezone": tz, "queue": cron_job.queue, "paused": cron_job.paused,
+        "registered": cron_job.registered, "state": state, "scheduler_running": bool(leader),
+        "next_tick": next_tick,
+        "late": bool(next_tick and next_tick < datetime.now(timezone.utc)),
+        "last_enqueued_tick": datetime.fromisoformat(tick) if tick else None,
+        "last_job_id": job.id if job is not None else None,
+        "last_job_status": job.status.value if job is not None else None,
+    }
 
 
 @cron.command("run")

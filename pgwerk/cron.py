@@ -405,6 +405,34 @@ class CronScheduler:
         self.app.fetch("cron_upsert", _upsert_params([schedule]))
         self.app.fetch("cron_pause", params)
 
+    def run_now(self, name: str) -> Job:
+        """Enqueue one run of a schedule now, outside its ticks (the "run now" button).
+
+        It has no tick key, so it never stands in for a tick; its ``meta`` carries
+        ``cron`` (the schedule's name) and ``manual: true``. A schedule defined in this
+        process is enqueued with all its options; one only found in the table with its
+        function, queue, priority and arguments. Raises ``CronJobNotFound``.
+        """
+        with self._lock:
+            schedule = self._schedules.get(name)
+        if schedule is not None:
+            params = replace(schedule.params,
+                             meta={**(schedule.params.meta or {}), "cron": name, "manual": True})
+        else:
+            rows = [r for r in self.app.fetch("cron_list") if r["name"] == name]
+            if not rows:
+                raise CronJobNotFound(name)
+            options = rows[0]["options"] or {}
+            params = EnqueueParams(
+                func=rows[0]["function"], args=tuple(options.get("args") or ()),
+                kwargs=dict(options.get("kwargs") or {}),
+                queue=str(options.get("queue") or "default"),
+                priority=int(options.get("priority") or 0),
+                meta={"cron": name, "manual": True})
+        job = self.app.enqueue_specs([build_spec(params, self.app.config)])[0]
+        assert job is not None  # no key, so no collision
+        return job
+
     def list(self) -> list[CronJob]:
         """Every schedule registered here or stored in the table, by name."""
         rows = {r["name"]: r for r in self.app.fetch("cron_list")}

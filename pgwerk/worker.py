@@ -35,6 +35,7 @@ from pgwerk._execute import (
     settle,
 )
 from pgwerk._heartbeat import UNREACHABLE, Heartbeat, registration
+from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
@@ -184,6 +185,8 @@ class Worker:
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self.metrics = metrics
+        if metrics is not None:
+            metrics.attach(self)
         self._buffer: collections.deque[Job] = collections.deque()
         # Monotonic time each held job was claimed, then the seconds it waited here before
         # its handler started (recorded with its outcome as the real start).
@@ -453,6 +456,8 @@ class Worker:
             {"queues": queues, "limit": limit, "worker": self.id})
         if self._auto_prefetch is not None:
             self._adapt_prefetch(time.monotonic() - started)
+        if rows:
+            logger.debug("claimed %d job(s) from %s", len(rows), ",".join(queues))
         if round_robin and rows:
             self._rotation = (self.queues.index(rows[-1]["queue"]) + 1) % len(self.queues)
         return [job_from_row(row, self.app.serializer) for row in rows]
@@ -501,7 +506,8 @@ class Worker:
         elif payload.startswith("a:") and self._pool is not None:
             job_id = int(payload[2:])
             if self._pool.abort(job_id):
-                logger.info("job %s: abort requested, interrupting it", job_id)
+                logger.info("job %s: abort requested, interrupting it", job_id,
+                            extra={"job_id": job_id})
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -517,6 +523,8 @@ class Worker:
             disowned = (job.id, job.attempts) in self._disowned
             self._disowned.discard((job.id, job.attempts))
         if disowned:
+            if self.metrics is not None:
+                self.metrics.jobs_lost(1)
             logger.warning("job %s: attempt %d ended here after the database gave the job to "
                            "another worker; its outcome (%s) is dropped", job.id, job.attempts,
                            outcome.kind, extra={"job_id": job.id})
@@ -527,8 +535,9 @@ class Worker:
             return
         settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0))
         if self.metrics is not None:
-            self.metrics.job_finished(job, outcome.kind, outcome.duration)
-        extra = {"job_id": job.id, "function": job.function, "queue": job.queue}
+            self.metrics.job_finished(job, settlement.status, outcome.duration)
+        extra = job_fields(job, self.id, duration=round(outcome.duration, 6),
+                           job_error=outcome.error)
         if settlement.status == "released":
             self._completions.release(job)
         else:
@@ -572,7 +581,8 @@ class Worker:
         try:
             run_callback(self.app, self, job, ref, exception)
         except JobTimeout:
-            logger.warning("callback %s of job %s timed out", ref.path, job.id)
+            logger.warning("callback %s of job %s timed out", ref.path, job.id,
+                           extra=job_fields(job, self.id))
         finally:
             self._watcher.cancel(deadline)
 
@@ -603,6 +613,8 @@ class Worker:
     def on_heartbeat(self, row: dict[str, Any], running_before: set[tuple[int, int]]) -> None:
         """Act on what the database said: abort requests, jobs it says this worker holds
         but it does not know of, and jobs running here that are no longer this worker's."""
+        if self.metrics is not None:
+            self.metrics.heartbeat()
         if row["aborting"] and self._pool is not None:
             running = set(self._pool.running_ids())
             for job_id in row["aborting"]:
@@ -629,6 +641,8 @@ class Worker:
             wait = self.sweep_interval
             try:
                 counts = self.app.sweep()
+                if self.metrics is not None:
+                    self.metrics.swept(counts)
                 if any(counts.values()):
                     logger.info("sweep: %s", counts)
             except UNREACHABLE as exc:

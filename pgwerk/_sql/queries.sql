@@ -100,7 +100,7 @@ WHERE d.job_id = %(id)s ORDER BY d.depends_on;
 WITH cancelled AS (
     UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
         error = 'cancelled before it started',
-        purge_at = now() + make_interval(secs => least(failure_ttl, 315576000))
+        purge_at = now() + make_interval(secs => CASE WHEN failure_ttl IS NOT NULL THEN least(failure_ttl, 315576000) END)
     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
     RETURNING id, status, queue, has_dependents
 ),
@@ -263,9 +263,9 @@ done AS (
                             THEN now() END,
         scheduled_at = CASE WHEN v.status = 'scheduled'
                             THEN now() + make_interval(secs => v.delay) ELSE j.scheduled_at END,
-        purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => least(j.result_ttl, 315576000))
+        purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => CASE WHEN j.result_ttl IS NOT NULL THEN least(j.result_ttl, 315576000) END)
                         WHEN v.status IN ('failed', 'aborted', 'expired')
-                            THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
+                            THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     FROM v
     WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
@@ -312,7 +312,7 @@ WITH back AS (
         error = CASE WHEN j.status = 'aborting' THEN 'aborted before it started' END,
         completed_at = CASE WHEN j.status = 'aborting' THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting'
-                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
+                        THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
     RETURNING j.id, j.status, j.queue, j.has_dependents
@@ -348,7 +348,7 @@ WITH back AS (
                      ELSE j.error END,
         completed_at = CASE WHEN j.status = 'aborting' THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting'
-                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
+                        THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
     RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at, j.has_dependents
@@ -465,7 +465,7 @@ upd AS (
             'pgwerk.exceptions.DependencyFailed: dependency ' || st.culprits
             || ' did not complete' END,
         completed_at = CASE WHEN st.broken THEN now() END,
-        purge_at = CASE WHEN st.broken THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END
+        purge_at = CASE WHEN st.broken THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     FROM st WHERE j.id = st.id AND st.settled
     RETURNING j.id, j.status, j.queue, j.has_dependents
 ),
@@ -546,7 +546,7 @@ upd AS (
         completed_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
                             THEN now() END,
         purge_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
-                        THEN now() + make_interval(secs => least(j.failure_ttl, 315576000)) END,
+                        THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END,
         worker_id = NULL
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue, j.has_dependents
@@ -584,7 +584,7 @@ WITH gone AS (
 upd AS (
     UPDATE {T:jobs} j SET status = 'expired', completed_at = now(),
         error = 'expired: not started within its ttl',
-        purge_at = now() + make_interval(secs => least(j.failure_ttl, 315576000))
+        purge_at = now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END)
     FROM gone WHERE j.id = gone.id
     RETURNING j.id, j.status, j.has_dependents
 ),
@@ -692,3 +692,112 @@ RETURNING name;
 
 -- name: cron_delete
 DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;
+
+-- name: admin_job_list
+-- Jobs matching the admin filter, newest first, one page. The admin filter is the same in
+-- the list, the count and the bulk actions, so that a count shown before a bulk action is
+-- the set the action touches. A NULL parameter does not filter; a key ending in '*'
+-- matches the keys that start with the rest; the age is measured from the end of the job,
+-- or from its enqueueing while it has not ended.
+SELECT * FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s
+       OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
+  AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8))
+ORDER BY id DESC
+LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: admin_job_count
+-- How many jobs match the admin filter.
+SELECT count(*) AS total FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(key)s::text IS NULL OR key = %(key)s
+       OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
+  AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8));
+
+-- name: admin_job_select
+-- Ids of the jobs matching the admin filter, for a bulk requeue or cancel (which then
+-- re-check each job's status under a row lock).
+SELECT id FROM {T:jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND status = ANY(%(statuses)s::text[])
+  AND (%(function)s::text IS NULL OR function = %(function)s)
+  AND (%(older_than)s::float8 IS NULL OR coalesce(completed_at, enqueued_at)
+       < now() - make_interval(secs => %(older_than)s::float8))
+ORDER BY id;
+
+-- name: admin_job_purge
+-- Delete ended jobs matching the admin filter. Running jobs are never deleted, whatever
+-- statuses are passed.
+WITH gone AS (
+    DELETE FROM {T:jobs}
+    WHERE status = ANY(%(statuses)s::text[]) AND status NOT IN ('active', 'aborting')
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+      AND (%(function)s::text IS NULL OR function = %(function)s)
+      AND coalesce(completed_at, enqueued_at)
+          < now() - make_interval(secs => coalesce(%(older_than)s::float8, 0))
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
+-- name: admin_job_delete
+-- Delete one job unless it is running (a running job is aborted instead). Answers with
+-- the status the job had, and whether it was deleted; no row when there is no such job.
+WITH target AS (
+    SELECT id, status FROM {T:jobs} WHERE id = %(id)s FOR UPDATE
+),
+gone AS (
+    DELETE FROM {T:jobs} j USING target
+    WHERE j.id = target.id AND target.status NOT IN ('active', 'aborting')
+    RETURNING j.id
+)
+SELECT target.status, EXISTS (SELECT 1 FROM gone) AS deleted FROM target;
+
+-- name: admin_queue_latency
+-- Per queue, the age in seconds of its oldest runnable job (queued, or scheduled and due).
+SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8 AS oldest_queued_age
+FROM {T:jobs}
+WHERE status = 'queued' OR (status = 'scheduled' AND scheduled_at <= now())
+GROUP BY queue;
+
+-- name: admin_throughput
+-- Attempts that ended per minute over the last N minutes (the current minute
+-- last), zero-filled: from the job rows (their latest attempt) and the executions table
+-- (earlier attempts). Jobs cancelled before they started are not attempts.
+WITH minutes AS (
+    SELECT generate_series(date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+                           date_trunc('minute', now()), interval '1 minute') AS minute
+),
+ended AS (
+    SELECT date_trunc('minute', completed_at) AS minute, status = 'failed' AS failed
+    FROM {T:jobs}
+    WHERE completed_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+      AND started_at IS NOT NULL
+    UNION ALL
+    SELECT date_trunc('minute', finished_at), outcome = 'failed'
+    FROM {T:executions}
+    WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+)
+SELECT m.minute, count(e.minute) AS processed, count(e.minute) FILTER (WHERE e.failed) AS failed
+FROM minutes m LEFT JOIN ended e ON e.minute = m.minute
+GROUP BY m.minute ORDER BY m.minute;
+
+-- name: admin_job_dependents
+-- The jobs waiting on (or that waited on) a job, with their status.
+SELECT d.job_id AS id, d.allow_failure, j.status, j.function
+FROM {T:job_deps} d JOIN {T:jobs} j ON j.id = d.job_id
+WHERE d.depends_on = %(id)s ORDER BY d.job_id;
+
+-- name: admin_function_list
+-- The handlers that have jobs, for filter choices (the first few hundred).
+SELECT DISTINCT function FROM {T:jobs} ORDER BY function LIMIT %(limit)s;

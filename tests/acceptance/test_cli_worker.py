@@ -193,12 +193,16 @@ def test_metrics_port__serves_prometheus_metrics(app: Werk, worker_cli: WorkerCl
     def scrape() -> str:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                return str(resp.read().decode())
+                text = str(resp.read().decode())
         except OSError as exc:
             raise AssertionError(str(exc)) from None
+        # The queue series come once the worker is registered (the only one: it exports them).
+        return text if "pgwerk_queue_jobs{" in text else ""
 
-    text = eventually(scrape, timeout=20, message="metrics served")
+    text = eventually(scrape, timeout=20, message="metrics served with the queue series")
     assert 'pgwerk_queue_jobs{queue="elsewhere",status="queued"} 1.0' in text
+    assert 'pgwerk_queue_jobs{queue="default",status="failed"} 0.0' in text
+    assert "pgwerk_worker_up 1.0" in text and "process_resident_memory_bytes" in text
     assert worker_cli.terminate() == 0
 
 
@@ -236,3 +240,21 @@ def test_cron_run__enqueues_the_apps_ticks_until_sigterm(app: Werk, tmp_path: Pa
             proc.wait(10)
     keys = [r["key"] for r in query(app, "SELECT key FROM {jobs} ORDER BY id")]
     assert all(k.startswith("cron:every-second:") for k in keys)
+
+
+def test_log_tracebacks__a_failed_attempt_logs_its_traceback_without_pgwerk_frames(
+        app: Werk, worker_cli: WorkerCli) -> None:
+    job = app.enqueue("tests.jobs.fail", "no such user")
+    assert job is not None
+    worker_cli.start("--burst", "--log-format", "json", "--log-level", "debug",
+                     "--log-tracebacks")
+    assert worker_cli.wait() == 0, worker_cli.stderr()
+    lines = [json.loads(line) for line in worker_cli.stderr().splitlines()]
+    assert any(line["message"].startswith("claimed 1 job(s)") for line in lines)
+    started = [line for line in lines if line["message"] == f"job {job.id} tests.jobs.fail started"]
+    assert started and started[0]["level"] == "DEBUG" and started[0]["attempt"] == 1
+    end = next(line for line in lines if "traceback" in line)
+    assert end["job_id"] == job.id and end["attempt"] == 1 and end["duration"] >= 0
+    assert end["worker_id"].count(".") >= 2
+    assert end["traceback"].endswith("ValueError: no such user")
+    assert "tests/jobs.py" in end["traceback"] and "pgwerk/_execute.py" not in end["traceback"]

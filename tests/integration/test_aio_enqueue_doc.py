@@ -540,8 +540,9 @@ def test_bulk_enqueue__a_list_of_jobs_in_input_order(app: Werk, aapp: AsyncWerk,
     assert len(jobs) == 1000
     assert [j.kwargs["item_id"] for j in jobs if j] == list(range(1000))
     assert {j.queue for j in jobs if j} == {"bulk"}
-    eventually(lambda: app.queue_stats().get("bulk") == {"complete": 1000}, timeout=60,
-               interval=0.2, message="all 1000 processed")
+    eventually(lambda: app.queue_stats().get("bulk") == {"complete": 1000,
+                                                         "oldest_queued_age": 0.0},
+               timeout=60, interval=0.2, message="all 1000 processed")
 
 
 # -- Transactional enqueue --------------------------------------------------------------------

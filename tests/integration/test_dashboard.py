@@ -1,150 +1,190 @@
-"""The web dashboard, driven as a WSGI application against a real database."""
+"""The web dashboard's pages, driven as a WSGI application against a real database."""
 
 from __future__ import annotations
 
-import io
 import re
-from typing import Any
-from urllib.parse import urlencode
-from wsgiref.util import setup_testing_defaults
+from datetime import datetime, timedelta, timezone
 
-from pgwerk import JobStatus, Werk
+import pytest
+
+from pgwerk import Werk
+from pgwerk.cron import CronScheduler
 from pgwerk.dashboard import Dashboard
 from tests import jobs
-from tests.helpers import query
+from tests.conftest import MakeApp
+from tests.helpers import ago, make_job, query
+from tests.integration.dashboard_client import Client
 
 
-class Client:
-    """Just enough of a browser: keeps the CSRF cookie between requests."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.cookie = ""
-
-    def request(self, method: str, path: str, form: dict[str, str] | None = None
-                ) -> tuple[int, dict[str, str], str]:
-        path, _, query_string = path.partition("?")
-        body = urlencode(form or {}).encode()
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query_string,
-            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-            "CONTENT_TYPE": "application/x-www-form-urlencoded", "HTTP_COOKIE": self.cookie,
-        }
-        setup_testing_defaults(environ)
-        seen: dict[str, Any] = {}
-
-        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
-            seen["status"], seen["headers"] = int(status.split()[0]), dict(headers)
-
-        text = b"".join(self.app(environ, start_response)).decode()
-        cookie = seen["headers"].get("Set-Cookie")
-        if cookie:
-            self.cookie = cookie.split(";")[0]
-        return seen["status"], seen["headers"], text
-
-    def csrf(self, page: str) -> str:
-        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-        assert found, "no CSRF token on the page"
-        return found.group(1)
+def test_dashboard__overview_lists_queues_latency_and_throughput(app: Werk) -> None:
+    make_job(app, options={"_queue": "mail"}, scheduled_at=ago(125))
+    make_job(app, options={"_queue": "mail"})
+    make_job(app, status="complete", attempts=1, started_at=ago(61), completed_at=ago(60))
+    reply = Client(Dashboard(app)).get("/")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert ">mail</a>" in reply.text and ">2</a>" in reply.text
+    assert ">2m 5s<" in reply.text or ">2m 6s<" in reply.text  # the oldest waiting job
+    assert '<figure class="chart"><div class="y-axis"><span>1</span>' in reply.text
+    assert "UTC: 1 processed, 0 failed" in reply.text
+    assert "<title>Overview · pgwerk</title>" in reply.text
 
 
-def test_dashboard__overview_lists_queues_with_counts(app: Werk) -> None:
-    app.enqueue(jobs.add, 1, 2, _queue="mail")
-    app.enqueue(jobs.add, 1, 2, _queue="mail")
-    status, headers, page = Client(Dashboard(app)).request("GET", "/")
-    assert status == 200
-    assert headers["Content-Type"].startswith("text/html")
-    assert ">mail</a>" in page and ">2</a>" in page
+def test_dashboard__every_page_has_a_title_viewport_favicon_and_stylesheet(app: Werk) -> None:
+    job = make_job(app)
+    client = Client(Dashboard(app, title="Shop jobs"))
+    for path in ("/", "/jobs", f"/jobs/{job.id}", "/workers", "/cron", "/nope"):
+        text = client.get(path).text
+        assert re.search(r"<title>[^<]+ · Shop jobs</title>", text), path
+        assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
+        assert 'href="/static/favicon.svg"' in text and 'href="/static/pgwerk.css"' in text
+    css = client.get("/static/pgwerk.css")
+    assert css.status == 200 and css.headers["Content-Type"].startswith("text/css")
+    assert "prefers-color-scheme: dark" in css.text
+    assert client.get("/static/favicon.svg").headers["Content-Type"] == "image/svg+xml"
+    assert client.get("/static/../app.py").status == 404
 
 
-def test_dashboard__escapes_every_value_it_shows(app: Werk) -> None:
-    evil = "<script>alert(1)</script>"
-    job = app.enqueue(jobs.echo, evil, _meta={"note": evil}, _queue="q<b>")
-    assert job is not None
+def test_dashboard__empty_states_say_what_to_do(app: Werk) -> None:
     client = Client(Dashboard(app))
-    pages = {}
-    for path in ("/", f"/jobs/{job.id}", "/jobs?queue=q%3Cb%3E"):
-        status, _, pages[path] = client.request("GET", path)
-        assert status == 200, path
-        assert "<script>" not in pages[path] and "q<b>" not in pages[path], path
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[f"/jobs/{job.id}"]
-    assert "q&lt;b&gt;" in pages["/"]
+    assert "No jobs yet" in client.get("/").text
+    assert "No jobs yet" in client.get("/jobs").text
+    assert "No jobs match these filters" in client.get("/jobs?queue=x").text
+    assert "No workers registered" in client.get("/workers").text
+    assert "No cron schedules" in client.get("/cron").text
 
 
 def test_dashboard__job_page_shows_payload_traceback_and_attempts(app: Werk) -> None:
-    job = app.enqueue(jobs.add, 40, 2)
-    assert job is not None
-    query(app, "UPDATE {jobs} SET status = 'failed', attempts = 1, started_at = now(), "
-               "completed_at = now(), error = 'Traceback: ValueError: nope' WHERE id = %s",
-          (job.id,))
-    status, _, page = Client(Dashboard(app)).request("GET", f"/jobs/{job.id}")
-    assert status == 200
-    assert "tests.jobs.add" in page and "40" in page
-    assert "ValueError: nope" in page
-    assert "<td>1</td>" in page  # the attempt row
+    job = make_job(app, "tests.jobs.add", args=(40, 2), status="failed", attempts=1,
+                   started_at=ago(3), completed_at=ago(1),
+                   error="Traceback (most recent call last):\n  ...\nValueError: nope")
+    text = Client(Dashboard(app)).get(f"/jobs/{job.id}").text
+    assert "tests.jobs.add" in text and "40" in text
+    assert "ValueError: nope" in text
+    assert re.search(r'<td class="num">1</td><td><span class="badge failed">', text)
+    assert 'title="20' in text and " ago</time>" in text  # relative time, exact on hover
+    assert re.search(r">2(\.0)?s<", text)  # duration
 
 
-def test_dashboard__retry_is_a_post_with_a_csrf_token(app: Werk) -> None:
-    job = app.enqueue(jobs.add, 1, 2)
-    assert job is not None
-    query(app, "UPDATE {jobs} SET status = 'failed', attempts = 1, completed_at = now() "
-               "WHERE id = %s", (job.id,))
-    client = Client(Dashboard(app))
-    _, _, page = client.request("GET", f"/jobs/{job.id}")
+def test_dashboard__job_page_links_dependencies_dependents_callbacks_and_cron(
+        app: Werk) -> None:
+    upstream = make_job(app)
+    middle = app.enqueue(jobs.noop, _depends_on=upstream, _on_failure=jobs.on_error)
+    assert middle is not None
+    downstream = app.enqueue(jobs.noop, _depends_on=middle)
+    assert downstream is not None
+    text = Client(Dashboard(app)).get(f"/jobs/{middle.id}").text
+    assert f'href="/jobs/{upstream.id}"' in text and f'href="/jobs/{downstream.id}"' in text
+    assert "Depends on" in text and "Dependents" in text
+    assert "tests.jobs.on_error" in text
 
-    status, _, _ = client.request("POST", f"/jobs/{job.id}/retry", {"csrf_token": "forged"})
-    assert status == 403
-    assert app.get_job(job.id).status is JobStatus.Failed
-
-    status, headers, _ = client.request("POST", f"/jobs/{job.id}/retry",
-                                        {"csrf_token": client.csrf(page)})
-    assert status == 303 and headers["Location"] == f"/jobs/{job.id}"
-    assert app.get_job(job.id).status is JobStatus.Queued
-
-
-def test_dashboard__cancel_and_delete_act_on_the_job(app: Werk) -> None:
-    first, second = app.enqueue(jobs.add, 1, 2), app.enqueue(jobs.add, 3, 4)
-    assert first is not None and second is not None
-    client = Client(Dashboard(app))
-    _, _, page = client.request("GET", f"/jobs/{first.id}")
-    token = client.csrf(page)
-    assert client.request("POST", f"/jobs/{first.id}/cancel", {"csrf_token": token})[0] == 303
-    assert app.get_job(first.id).status is JobStatus.Aborted
-    assert client.request("POST", f"/jobs/{second.id}/delete", {"csrf_token": token})[0] == 303
-    assert app.list_jobs() == [app.get_job(first.id)]
+    for name in ("nightly", "Totals:EU"):
+        cron_job = make_job(app, options={"_key": f"cron:{name}:2026-01-01T03:00:00+00:00"})
+        text = Client(Dashboard(app)).get(f"/jobs/{cron_job.id}").text
+        assert f'href="/cron#cron-{name}"' in text
 
 
-def test_dashboard__read_only_shows_no_actions_and_refuses_them(app: Werk) -> None:
-    job = app.enqueue(jobs.add, 1, 2)
-    assert job is not None
-    client = Client(Dashboard(app, read_only=True))
-    _, _, page = client.request("GET", f"/jobs/{job.id}")
-    assert 'method="post"' not in page
-    status, _, _ = client.request("POST", f"/jobs/{job.id}/cancel", {"csrf_token": client.cookie})
-    assert status == 403
-    assert app.get_job(job.id).status is JobStatus.Queued
+def test_dashboard__aborting_job_says_why_it_has_not_stopped(app: Werk) -> None:
+    job = make_job(app, status="aborting", attempts=1, worker_id="w", started_at=ago(5))
+    text = Client(Dashboard(app)).get(f"/jobs/{job.id}").text
+    assert "at its next check" in text and "cannot be interrupted" in text
 
 
-def test_dashboard__unknown_pages_and_jobs_are_404(app: Werk) -> None:
-    client = Client(Dashboard(app))
-    assert client.request("GET", "/nope")[0] == 404
-    assert client.request("GET", "/jobs/999999")[0] == 404
-    assert client.request("GET", "/jobs/abc")[0] == 404
-    assert client.request("GET", "/jobs?status=bogus")[0] == 400
-
-
-def test_dashboard__jobs_list_filters_and_pages(app: Werk) -> None:
+def test_dashboard__jobs_list_filters_counts_and_pages(app: Werk) -> None:
     for i in range(60):
         app.enqueue(jobs.add, i, i, _queue="bulk")
-    app.enqueue(jobs.add, 0, 0, _queue="other")
+    other = app.enqueue(jobs.echo, "needle@example.com", _queue="other", _key="k-1")
+    assert other is not None
     client = Client(Dashboard(app))
-    _, _, first = client.request("GET", "/jobs?queue=bulk")
-    assert first.count("<td>bulk</td>") == 50 and "<td>other</td>" not in first
+    first = client.get("/jobs?queue=bulk").text
+    assert first.count('<td class="wide">bulk</td>') == 50 and ">other</td>" not in first
+    assert "<strong>60</strong> jobs match" in first and "page 1 of 2" in first
     assert "older &rarr;" in first
-    _, _, second = client.request("GET", "/jobs?queue=bulk&page=2")
-    assert second.count("<td>bulk</td>") == 10
+    second = client.get("/jobs?queue=bulk&page=2").text
+    assert second.count('<td class="wide">bulk</td>') == 10
+    for query_string in (f"job_id={other.id}", "key=k-1", "key=k-*", "search=NEEDLE",
+                         "function=tests.jobs.echo"):
+        text = client.get(f"/jobs?{query_string}").text
+        assert "<strong>1</strong> job matches" in text, query_string
+        assert f'href="/jobs/{other.id}"' in text, query_string
+    choices = client.get("/jobs").text
+    assert "<option>bulk</option>" in choices and "<option>tests.jobs.echo</option>" in choices
 
 
+def test_dashboard__jobs_list_shows_error_summary_duration_and_schedule(app: Werk) -> None:
+    make_job(app, status="failed", attempts=1, started_at=ago(70), completed_at=ago(10),
+             error="Traceback (most recent call last):\nKeyError: 'sku'")
+    make_job(app, options={"_delay": 3600})
+    text = Client(Dashboard(app)).get("/jobs").text
+    assert "KeyError: &#39;sku&#39;</td>" in text
+    assert ">1m<" in text
+    assert ">in 59m" in text or ">in 1h<" in text
+
+
+def test_dashboard__unknown_pages_and_jobs_are_404_and_bad_filters_400(app: Werk) -> None:
+    client = Client(Dashboard(app))
+    assert client.get("/nope").status == 404
+    assert client.get("/jobs/999999").status == 404
+    assert client.get(f"/jobs/{10**30}").status == 404
+    assert client.get("/jobs/abc").status == 404
+    assert client.get("/jobs?status=bogus").status == 400
+    assert client.get("/jobs?job_id=12a").status == 400
+    assert client.get("/jobs?older_than=-1").status == 400
+    assert client.request("PUT", "/").status == 405
+
+
+def test_dashboard__cron_page_pause_resume_and_run_now(app: Werk) -> None:
+    scheduler = CronScheduler(app)
+    scheduler.register(jobs.add, interval=3600, name="hourly", args=[1, 2], queue="q")
+    scheduler.tick()
+    now = datetime.now(timezone.utc)
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    [enqueued] = scheduler.tick(now=next_hour + timedelta(seconds=1))
+    client = Client(Dashboard(app))
+    text = client.get("/cron").text
+    assert 'id="cron-hourly"' in text and "every 3600s" in text and ">UTC<" in text
+    assert f'href="/jobs/{enqueued.id}"' in text  # the last tick that enqueued
+    assert text.count(" ago</time>") + text.count("in ") >= 1
+
+    paused = client.follow(client.submit("/cron", "/cron/hourly/pause"))
+    assert "schedule hourly paused" in paused.text
+    card = re.search(r'<section class="card" id="cron-hourly">.*?</section>', paused.text,
+                     re.S)
+    assert card and "badge paused" in card.group(0)
+    assert "<th>next tick</th><td></td>" in card.group(0)  # blank while paused
+    assert query(app, "SELECT paused FROM {cron}") == [{"paused": True}]
+
+    resumed = client.follow(client.submit("/cron", "/cron/hourly/resume"))
+    assert "schedule hourly resumed" in resumed.text
+    assert query(app, "SELECT paused FROM {cron}") == [{"paused": False}]
+
+    ran = client.follow(client.submit("/cron", "/cron/hourly/run"))
+    assert "schedule hourly run now as job" in ran.text
+    now_job = max(app.list_jobs(function="tests.jobs.add"), key=lambda j: j.id)
+    assert now_job.id != enqueued.id and now_job.args == (1, 2) and now_job.queue == "q"
+    assert now_job.meta == {"cron": "hourly", "manual": True} and now_job.key is None
+
+    missing = client.follow(client.submit("/cron", "/cron/nope/run"))
+    assert "there is no schedule named nope" in missing.text
+
+
+def test_dashboard__database_unreachable_is_a_friendly_page(make_app: MakeApp) -> None:
+    down = Werk("postgresql://postgres@127.0.0.1:1/test", connect_attempts=1,
+                connect_timeout=1)
+    reply = Client(Dashboard(down)).get("/")
+    assert reply.status == 503
+    assert "Database unreachable" in reply.text and "Traceback" not in reply.text
+    assert reply.headers["Cache-Control"] == "no-store"
+
+
+def test_dashboard__missing_tables_say_run_pgwerk_migrate(make_app: MakeApp) -> None:
+    bare = make_app(auto_migrate=False)
+    reply = Client(Dashboard(bare)).get("/jobs")
+    assert reply.status == 503
+    assert "Tables missing" in reply.text and "pgwerk migrate" in reply.text
+
+
+@pytest.mark.slow
 def test_dashboard__cli_serves_it_on_loopback(app: Werk) -> None:
     import socket
     import subprocess

@@ -103,4 +103,5 @@ def test_bulk_cancel_jobs__without_queue_cancels_everywhere(app: Werk) -> None:
     make_job(app, options={"_queue": "a"})
     make_job(app, options={"_queue": "b"})
     assert app.bulk_cancel_jobs() == 2
-    assert app.queue_stats() == {"a": {"aborted": 1}, "b": {"aborted": 1}}
+    assert app.queue_stats() == {"a": {"aborted": 1, "oldest_queued_age": 0.0},
+                                 "b": {"aborted": 1, "oldest_queued_age": 0.0}}
