@@ -184,7 +184,7 @@ def cron(dash: Dashboard, req: Request) -> str:
             "queue": options.get("queue", "default"),
             "next_tick": None if row["paused"] else row["next_tick"],
             "last_tick": row["last_tick"],
-            "last_job": _data.latest_cron_job(dash.app, row["name"]),
+            "last_job": _data.latest_cron_job(dash.app, row["name"], row["last_tick"]),
             "url": req.url("cron", row["name"]),
         })
     return dash.render("cron.html", req, page_title="Cron", schedules=schedules)
