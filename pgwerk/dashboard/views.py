@@ -82,7 +82,7 @@ def overview(dash: Dashboard, req: Request) -> str:
 def jobs(dash: Dashboard, req: Request) -> str:
     filters = job_filters(dash, req, req.query)
     try:
-        page = max(1, int(req.query.get("page", "1")))
+        page = max(1, min(int(req.query.get("page", "1")), 1_000_000))
     except ValueError:
         page = 1
     try:

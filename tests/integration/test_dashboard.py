@@ -131,6 +131,8 @@ def test_dashboard__unknown_pages_and_jobs_are_404_and_bad_filters_400(app: Werk
     assert client.get("/jobs?status=bogus").status == 400
     assert client.get("/jobs?job_id=12a").status == 400
     assert client.get("/jobs?older_than=-1").status == 400
+    assert client.get("/jobs?older_than=1e300").status == 400
+    assert client.get(f"/jobs?page={10**30}").status == 200
     assert client.request("PUT", "/").status == 405
 
 
