@@ -640,9 +640,12 @@ class Werk:
                                  f"got {job_id!r}")
             if job_id > 2**63 - 1:
                 job_id = -1  # no such job; a bigint parameter cannot hold it
+        age = seconds("older_than", older_than)
+        if age is not None and age > _MAX_AGE:
+            raise ValueError(f"older_than must be at most {_MAX_AGE:.0f} seconds (100 years), "
+                             f"got {older_than!r}")
         return {"queue": queue, "statuses": wanted, "function": function, "key": key or None,
-                "search": search or None, "job_id": job_id,
-                "older_than": seconds("older_than", older_than)}
+                "search": search or None, "job_id": job_id, "older_than": age}
 
 
     def truncate(self) -> None:
@@ -681,6 +684,7 @@ def _existing_id(job: Job | int | str) -> int:
 
 
 _REQUEUABLE = frozenset({"failed", "aborted", "expired"})
+_MAX_AGE = 100 * 365 * 86400.0
 _CANCELLABLE = ("queued", "scheduled", "waiting")
 
 

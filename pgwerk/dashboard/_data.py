@@ -8,7 +8,9 @@ are decoded as JSON only; anything else is shown as "binary payload, N bytes".
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from pgwerk._rows import job_from_row
@@ -88,12 +90,23 @@ def functions(app: Werk, limit: int = 200) -> list[str]:
     return [r["function"] for r in app.fetch("admin_function_list", {"limit": limit})]
 
 
-def latest_cron_job(app: Werk, name: str) -> dict[str, Any] | None:
-    """The newest job a schedule's tick enqueued (id, status, tick), if any is kept."""
-    params = app._job_filter(None, None, None, key=f"cron:{name}:*")
-    rows = app.fetch("admin_job_list", {**params, "limit": 1, "offset": 0})
-    if not rows:
-        return None
-    row = rows[0]
-    return {"id": row["id"], "status": row["status"],
-            "tick": row["key"][len(f"cron:{name}:"):], "enqueued_at": row["enqueued_at"]}
+def latest_cron_job(app: Werk, name: str, last_tick: datetime | None) -> dict[str, Any] | None:
+    """The newest job a schedule's tick enqueued (id, status, enqueued_at), if one is kept.
+
+    The job of the schedule's last tick is found by its key (an index lookup); when that
+    tick was skipped (paused) or its job purged, the newest key of the schedule is looked
+    for instead, skipping keys of other schedules whose name merely starts the same way.
+    """
+    prefix = f"cron:{name}:"
+    keys = [prefix + last_tick.astimezone(timezone.utc).isoformat()] if last_tick else []
+    keys.append(prefix + "*")
+    for key in keys:
+        params = app._job_filter(None, None, None, key=key)
+        for row in app.fetch("admin_job_list", {**params, "limit": 20, "offset": 0}):
+            if _TICK.match(row["key"][len(prefix):]):
+                return {"id": row["id"], "status": row["status"],
+                        "enqueued_at": row["enqueued_at"]}
+    return None
+
+
+_TICK = re.compile(r"^\d{4}-\d\d-\d\dT[^:]*:[^:]*:[^:]*:[^:]*$")

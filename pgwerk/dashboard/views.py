@@ -82,7 +82,7 @@ def overview(dash: Dashboard, req: Request) -> str:
 def jobs(dash: Dashboard, req: Request) -> str:
     filters = job_filters(dash, req, req.query)
     try:
-        page = max(1, int(req.query.get("page", "1")))
+        page = max(1, min(int(req.query.get("page", "1")), 1_000_000))
     except ValueError:
         page = 1
     try:
@@ -184,7 +184,7 @@ def cron(dash: Dashboard, req: Request) -> str:
             "queue": options.get("queue", "default"),
             "next_tick": None if row["paused"] else row["next_tick"],
             "last_tick": row["last_tick"],
-            "last_job": _data.latest_cron_job(dash.app, row["name"]),
+            "last_job": _data.latest_cron_job(dash.app, row["name"], row["last_tick"]),
             "url": req.url("cron", row["name"]),
         })
     return dash.render("cron.html", req, page_title="Cron", schedules=schedules)

@@ -82,6 +82,7 @@ def test_list_jobs__default_page_is_fifty_and_old_call_forms_work(app: Werk) -> 
     ({"queue": 1}, TypeError, "queue"),
     ({"older_than": -5}, ValueError, "older_than"),
     ({"older_than": "1h"}, TypeError, "older_than"),
+    ({"older_than": 1e300}, ValueError, "older_than"),
     ({"status": "done"}, ValueError, "status"),
     ({"limit": 0}, ValueError, "limit"),
     ({"limit": 10_001}, ValueError, "limit"),

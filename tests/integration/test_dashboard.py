@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -130,6 +131,8 @@ def test_dashboard__unknown_pages_and_jobs_are_404_and_bad_filters_400(app: Werk
     assert client.get("/jobs?status=bogus").status == 400
     assert client.get("/jobs?job_id=12a").status == 400
     assert client.get("/jobs?older_than=-1").status == 400
+    assert client.get("/jobs?older_than=1e300").status == 400
+    assert client.get(f"/jobs?page={10**30}").status == 200
     assert client.request("PUT", "/").status == 405
 
 
@@ -214,3 +217,43 @@ def test_dashboard__cli_serves_it_on_loopback(app: Werk) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_dashboard__mounted_under_a_prefix_every_link_and_redirect_keeps_it(
+        app: Werk) -> None:
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client as WerkzeugClient
+
+    def host_app(environ: dict[str, object], start_response: Callable[..., object]
+                 ) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"the host app"]
+
+    job = make_job(app, status="failed", attempts=1, completed_at=ago(1))
+    client = WerkzeugClient(DispatcherMiddleware(host_app, {"/pgwerk": Dashboard(app)}))
+    page = client.get(f"/pgwerk/jobs/{job.id}").get_data(as_text=True)
+    links = re.findall(r'(?:href|src|action)="([^"#]+)"', page)
+    assert links and all(link.startswith("/pgwerk/") for link in links), links
+    assert client.get("/pgwerk/static/pgwerk.css").status_code == 200
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    reply = client.post(f"/pgwerk/jobs/{job.id}/retry", data={"csrf_token": token.group(1)})
+    assert reply.status_code == 303 and reply.headers["Location"] == f"/pgwerk/jobs/{job.id}"
+    assert client.get("/elsewhere").get_data() == b"the host app"
+
+
+def test_cron__last_enqueued_is_the_schedules_own_newest_tick_job(app: Werk) -> None:
+    tick = "2026-01-01T03:00:00+00:00"
+    query(app, "INSERT INTO {cron} (name, function, schedule, last_tick) VALUES "
+               "('a', 'tests.jobs.noop', 'every 60s', %s), "
+               "('a:b', 'tests.jobs.noop', 'every 60s', %s), "
+               "('gone', 'tests.jobs.noop', 'every 60s', %s)", (tick, tick, tick))
+    own = make_job(app, options={"_key": f"cron:a:{tick}"})
+    other = make_job(app, options={"_key": f"cron:a:b:{tick}"})  # newer, of schedule a:b
+    older = make_job(app, options={"_key": "cron:gone:2025-12-31T03:00:00+00:00"})
+    text = Client(Dashboard(app)).get("/cron").text
+    cards = dict(re.findall(r'<section class="card" id="cron-([^"]+)">(.*?)</section>', text,
+                            re.S))
+    assert f'href="/jobs/{own.id}"' in cards["a"] and f"/jobs/{other.id}" not in cards["a"]
+    assert f'href="/jobs/{other.id}"' in cards["a:b"]
+    assert f'href="/jobs/{older.id}"' in cards["gone"]  # its last tick's job was purged
