@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+
+from pgwerk.contrib._dsn import libpq_dsn
 
 #: Keys of ``settings.PGWERK``.
 KEYS = ("DSN", "DATABASE", "TRANSACTIONAL", "OPTIONS")
@@ -82,15 +83,6 @@ def dsn_from_database(alias: str) -> str:
     port, and those ``OPTIONS`` that libpq knows (``sslmode``, ``options``, ``service`` ...);
     Django's own options (``isolation_level``, ``pool`` ...) are left out."""
     db = settings.DATABASES[alias]
-    known = _libpq_keywords()
-    params: dict[str, Any] = {k: v for k, v in (db.get("OPTIONS") or {}).items()
-                              if k in known and isinstance(v, (str, int))}
-    for key, name in (("NAME", "dbname"), ("USER", "user"), ("PASSWORD", "password"),
-                      ("HOST", "host"), ("PORT", "port")):
-        if db.get(key):
-            params[name] = str(db[key])
-    return psycopg.conninfo.make_conninfo("", **params)
-
-
-def _libpq_keywords() -> set[str]:
-    return {option.keyword.decode() for option in psycopg.pq.Conninfo.get_defaults()}
+    return libpq_dsn({**(db.get("OPTIONS") or {}), "dbname": db.get("NAME"),
+                      "user": db.get("USER"), "password": db.get("PASSWORD"),
+                      "host": db.get("HOST"), "port": db.get("PORT")})
