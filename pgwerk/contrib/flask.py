@@ -159,9 +159,8 @@ def _postgresql_uri(uri: object) -> str | None:
         return None
     params: dict[str, Any] = {
         key: value if isinstance(value, str) else value[-1] for key, value in url.query.items()}
-    params.update(host=url.host, port=url.port, user=url.username, password=url.password,
-                  dbname=url.database)
-    return libpq_dsn(params)
+    return libpq_dsn(params, host=url.host, port=url.port, user=url.username,
+                     password=url.password, dbname=url.database)
 
 
 # -- flask pgwerk-worker ---------------------------------------------------------------
@@ -210,6 +209,11 @@ def worker_command(queues: str, concurrency: int, pool: str, burst: bool,
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     _WORKER_APP[:] = [app]
     names = [q.strip() for q in queues.split(",") if q.strip()]
+    # No SQLAlchemy connection may be pooled when the fork and process pools fork: a child
+    # would talk on the parent's socket. Handlers check out their own.
+    sqlalchemy_ext = app.extensions.get("sqlalchemy")
+    for engine in getattr(sqlalchemy_ext, "engines", {}).values():
+        engine.dispose()
     Worker(state(app).werk, queues=names, concurrency=concurrency, pool=pool, burst=burst,
            shutdown_timeout=shutdown_timeout, before_process=_push_context,
            after_process=_pop_context).run()

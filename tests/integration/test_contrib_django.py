@@ -206,14 +206,15 @@ def test_django__the_order_view_rolled_back_leaves_neither_order_nor_job(werk: W
 # -- management commands --------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pool", ["thread", "fork"])
 def test_django__manage_pgwerk_worker_runs_the_job_with_the_orm(project: dict[str, str],
-                                                               werk: Werk) -> None:
+                                                               werk: Werk, pool: str) -> None:
     from django.test import Client
     from store.models import Order
 
     body = Client().post("/orders/", {"item": "book", "quantity": 1},
                          content_type="application/json").json()
-    result = manage(project, "pgwerk_worker", "--burst", "-c", "2")
+    result = manage(project, "pgwerk_worker", "--burst", "-c", "2", "--pool", pool)
     assert result.returncode == 0, result.stderr
     job = werk.get_job(body["job_id"])
     assert (job.status, job.result) == (JobStatus.Complete,

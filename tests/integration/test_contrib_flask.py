@@ -134,11 +134,14 @@ def test_flask__a_rolled_back_order_leaves_neither_order_nor_job(shop: Shop) -> 
         assert shop.db.session.query(shop.module.Order).count() == 0
 
 
-def test_flask__flask_pgwerk_worker_runs_the_job_in_an_app_context(shop: Shop) -> None:
+@pytest.mark.parametrize("pool", ["thread", "fork"])
+def test_flask__flask_pgwerk_worker_runs_the_job_in_an_app_context(shop: Shop,
+                                                                  pool: str) -> None:
     client = shop.app.test_client()
     body = client.post("/orders", json={"item": "book", "quantity": 1}).json
     result = subprocess.run([sys.executable, "-m", "flask", "--app", "bookshop",
-                             "pgwerk-worker", "--burst", "-c", "2"], cwd=EXAMPLE, env=shop.env,
+                             "pgwerk-worker", "--burst", "-c", "2", "--pool", pool],
+                            cwd=EXAMPLE, env=shop.env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     job = shop.werk.get_job(body["job_id"])

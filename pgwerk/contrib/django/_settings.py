@@ -83,6 +83,5 @@ def dsn_from_database(alias: str) -> str:
     port, and those ``OPTIONS`` that libpq knows (``sslmode``, ``options``, ``service`` ...);
     Django's own options (``isolation_level``, ``pool`` ...) are left out."""
     db = settings.DATABASES[alias]
-    return libpq_dsn({**(db.get("OPTIONS") or {}), "dbname": db.get("NAME"),
-                      "user": db.get("USER"), "password": db.get("PASSWORD"),
-                      "host": db.get("HOST"), "port": db.get("PORT")})
+    return libpq_dsn(db.get("OPTIONS") or {}, dbname=db.get("NAME"), user=db.get("USER"),
+                     password=db.get("PASSWORD"), host=db.get("HOST"), port=db.get("PORT"))

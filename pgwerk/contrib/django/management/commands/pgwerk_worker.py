@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
 from pgwerk.cli import DEQUEUE_STRATEGIES, POOL_KINDS
@@ -80,6 +81,9 @@ class Command(BaseCommand):
             if not scheduler.names:
                 self.stderr.write("--scheduler: no tasks module registers a cron schedule")
             thread = run_in_thread(scheduler)
+        # No Django connection may be open when the fork and process pools fork: a child
+        # would talk on the parent's socket. Handlers open their own, per thread or child.
+        connections.close_all()
         try:
             worker.run()
         finally:
