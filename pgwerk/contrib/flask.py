@@ -27,8 +27,8 @@
 
 Configuration (``app.config``):
 
-- ``PGWERK_DSN``: the database of pgwerk's tables. Default: Flask-SQLAlchemy's
-  ``SQLALCHEMY_DATABASE_URI`` when it is PostgreSQL, else ``$PGWERK_DSN`` / ``$DATABASE_URL``.
+- ``PGWERK_DSN``: the database of pgwerk's tables. Default: with ``db=``, Flask-SQLAlchemy's
+  ``SQLALCHEMY_DATABASE_URI`` when it is PostgreSQL; else ``$PGWERK_DSN`` / ``$DATABASE_URL``.
 - ``PGWERK_OPTIONS``: keyword options of ``Werk`` (``schema``, ``prefix``, ``max_pool_size`` ...).
 - ``PGWERK_TRANSACTIONAL``: enqueue through ``db.session`` (the job commits with the
   session and is gone after its rollback). Default: true when ``db`` is given and pgwerk uses

@@ -126,6 +126,16 @@ def test_django__an_unknown_pgwerk_key_is_a_clear_error(project: dict[str, str])
             get_werk()
 
 
+def test_django__manage_check_reports_a_bad_pgwerk_setting(project: dict[str, str]) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+    from django.test import override_settings
+
+    with override_settings(PGWERK={"DATABASE": "replica"}):
+        with pytest.raises(SystemCheckError, match=r"pgwerk.E001.*PGWERK\['DATABASE'\]"):
+            call_command("check", tags=["pgwerk"])
+
+
 def test_django__with_a_dsn_of_its_own_enqueue_uses_pgwerk_connections(
         project: dict[str, str], pg_dsn: str) -> None:
     from django.db import transaction

@@ -17,7 +17,7 @@ class PgwerkConfig(AppConfig):
     verbose_name = "pgwerk"
 
     def ready(self) -> None:
-        checks.register(check_settings)
+        checks.register(check_settings, "pgwerk")
         setting_changed.connect(_forget_werk, dispatch_uid="pgwerk.contrib.django")
 
 
