@@ -112,6 +112,17 @@ def test_django__werk_is_built_from_databases_default_and_pgwerk_options(
     assert werk.database == "default"
 
 
+def test_django__the_dsn_keeps_libpq_options_and_drops_django_ones() -> None:
+    from pgwerk.contrib._dsn import libpq_dsn
+
+    options = {"sslmode": "prefer", "options": "-c search_path=app", "isolation_level": 2,
+               "server_side_binding": True, "pool": {"min_size": 2}, "host": "from-options"}
+    dsn = libpq_dsn(options, dbname="shop", user="me", password="", host="", port=5433)
+    assert psycopg.conninfo.conninfo_to_dict(dsn) == {
+        "dbname": "shop", "user": "me", "host": "from-options", "port": "5433",
+        "sslmode": "prefer", "options": "-c search_path=app"}
+
+
 def test_django__an_unknown_pgwerk_key_is_a_clear_error(project: dict[str, str]) -> None:
     from django.core.exceptions import ImproperlyConfigured
     from django.test import override_settings

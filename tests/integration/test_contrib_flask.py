@@ -180,3 +180,16 @@ def test_flask__using_the_extension_on_an_app_without_init_app_says_so(shop: Sho
     with Flask("other").app_context():
         with pytest.raises(RuntimeError, match=r"not initialised for the app 'other'"):
             shop.pgwerk.enqueue(shop.module.fulfil_order, order_id=1)
+
+
+def test_flask__the_dsn_is_read_from_any_postgresql_driver_url() -> None:
+    from pgwerk.contrib.flask import _postgresql_uri
+
+    dsn = _postgresql_uri(
+        "postgresql+psycopg2://app:p%40ss@db.internal:5433/shop?sslmode=require&connect_timeout=3")
+    assert dsn is not None
+    assert psycopg.conninfo.conninfo_to_dict(dsn) == {
+        "user": "app", "password": "p@ss", "host": "db.internal", "port": "5433",
+        "dbname": "shop", "sslmode": "require", "connect_timeout": "3"}
+    assert _postgresql_uri("sqlite:///shop.db") is None
+    assert _postgresql_uri(None) is None
