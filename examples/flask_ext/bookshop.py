@@ -52,11 +52,10 @@ def fulfil_order(order_id: int) -> str:
 def database_uri(url: str) -> URL:
     """A libpq URL (``postgresql://...``) as SQLAlchemy's, with psycopg 3 as the driver."""
     params = {k: str(v) for k, v in conninfo_to_dict(url).items()}
-    port = params.pop("port", None)
+    # host and port go in the query, where a socket directory (host=/run/postgresql) fits
     return URL.create("postgresql+psycopg", username=params.pop("user", None),
-                      password=params.pop("password", None), host=params.pop("host", None),
-                      port=int(port) if port else None, database=params.pop("dbname", None),
-                      query=params)
+                      password=params.pop("password", None) or None,
+                      database=params.pop("dbname", None), query=params)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

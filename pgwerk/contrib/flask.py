@@ -146,7 +146,7 @@ def state(app: Flask) -> _State:
     return found
 
 
-def _postgresql_uri(uri: object) -> str | None:
+def _postgresql_uri(uri: Any) -> str | None:
     """A libpq connection string for an SQLAlchemy PostgreSQL URL (any driver), else
     ``None``. The URL's query (``sslmode``, ``options`` ...) is kept: SQLAlchemy hands it
     to the driver, which hands it to libpq."""
@@ -154,7 +154,7 @@ def _postgresql_uri(uri: object) -> str | None:
         return None
     from sqlalchemy.engine import make_url
 
-    url = make_url(str(uri))
+    url = make_url(uri)  # a URL object as it is: str() would mask its password
     if url.get_backend_name() != "postgresql":
         return None
     params: dict[str, Any] = {

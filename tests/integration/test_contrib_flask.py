@@ -191,5 +191,11 @@ def test_flask__the_dsn_is_read_from_any_postgresql_driver_url() -> None:
     assert psycopg.conninfo.conninfo_to_dict(dsn) == {
         "user": "app", "password": "p@ss", "host": "db.internal", "port": "5433",
         "dbname": "shop", "sslmode": "require", "connect_timeout": "3"}
+    from sqlalchemy import URL
+
+    url = URL.create("postgresql+psycopg", username="app", password="secret",
+                     database="shop", query={"host": "/run/postgresql"})
+    assert psycopg.conninfo.conninfo_to_dict(_postgresql_uri(url) or "") == {
+        "user": "app", "password": "secret", "dbname": "shop", "host": "/run/postgresql"}
     assert _postgresql_uri("sqlite:///shop.db") is None
     assert _postgresql_uri(None) is None
