@@ -414,7 +414,9 @@ def _unwrap(conn: object) -> object:
             if callable(in_transaction) and not in_transaction():
                 conn.begin()  # type: ignore[attr-defined]
             return _unwrap(conn.connection)
-    if module.startswith("django.db"):
+    # django.db.connection is a ConnectionProxy (django.utils.connection) that forwards
+    # attribute access to the default database's wrapper.
+    if module.startswith("django.db") or module == "django.utils.connection":
         conn.ensure_connection()  # type: ignore[attr-defined]
         return _unwrap(conn.connection)  # type: ignore[attr-defined]
     return conn

@@ -58,7 +58,8 @@ def run_example(folder: str, dsn: str | None, timeout: float = 60) -> str:
 
 def test_every_example_has_a_readme() -> None:
     folders = sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "__pycache__")
-    assert [f.name for f in folders] == ["crontab", "flask_app", "fork_pool", "quickstart"]
+    assert [f.name for f in folders] == ["crontab", "django_app", "flask_app", "flask_ext",
+                                        "fork_pool", "quickstart"]
     for folder in folders:
         assert (folder / "README.md").read_text().startswith("# ")
 
