@@ -43,6 +43,9 @@ def open_dashboard(browser: Any, artefacts: str,
     stack: list[Any] = []
 
     def start(app: Werk, **options: Any) -> str:
+        # No auto-refresh unless a test asks: a refresh replaces the page's content (and
+        # its flash message) under a test that reads it.
+        options.setdefault("refresh", 0)
         server = serve(Dashboard(app, **options))
         base = server.__enter__()
         stack.append(server)

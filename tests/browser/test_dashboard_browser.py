@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pgwerk import JobStatus, Werk
 from pgwerk.cron import CronScheduler
@@ -24,11 +25,21 @@ def text(browser: Any) -> str:
     return str(browser.execute_script("return document.querySelector('main').innerText"))
 
 
+def follow(browser: Any, element: Any) -> None:
+    """Click a link or a submit button and wait until the next page has loaded (a click
+    returns before the browser has navigated)."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 15).until(
+        lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def test_overview__queues_latency_chart_and_refresh_toggle(
         app: Werk, browser: Any, open_dashboard: Open) -> None:
     make_job(app, options={"_queue": "mail"}, scheduled_at=ago(90))
     make_job(app, status="complete", attempts=1, started_at=ago(61), completed_at=ago(60))
-    browser.get(open_dashboard(app))
+    browser.get(open_dashboard(app, refresh=5))
     assert browser.title == "Overview · pgwerk"
     assert "mail" in text(browser) and "1m 30s" in text(browser)
     assert browser.find_elements(By.CSS_SELECTOR, "figure.chart svg rect.bar-ok")
@@ -61,13 +72,13 @@ def test_jobs__filters_by_choices_and_text(app: Werk, browser: Any,
     browser.get(open_dashboard(app) + "/jobs")
     assert "4 jobs match" in text(browser)
     Select(browser.find_element(By.NAME, "queue")).select_by_visible_text("math")
-    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
     assert "3 jobs match" in text(browser)
-    browser.find_element(By.LINK_TEXT, "Clear").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Clear"))
     browser.find_element(By.NAME, "search").send_keys("FIND-ME")
-    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
     assert "1 job matches" in text(browser)
-    browser.find_element(By.LINK_TEXT, str(wanted.id)).click()
+    follow(browser, browser.find_element(By.LINK_TEXT, str(wanted.id)))
     assert browser.title == f"Job {wanted.id} · pgwerk"
     assert "find-me@example.com" in text(browser)
 
@@ -79,7 +90,7 @@ def test_failed_job__shows_the_traceback_and_retries(app: Werk, browser: Any,
                    error="Traceback (most recent call last):\nValueError: boom")
     browser.get(open_dashboard(app) + f"/jobs/{job.id}")
     assert "ValueError: boom" in browser.find_element(By.CSS_SELECTOR, "pre.error").text
-    browser.find_element(By.XPATH, "//button[text()='Retry']").click()
+    follow(browser, browser.find_element(By.XPATH, "//button[text()='Retry']"))
     assert f"job {job.id} queued again" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert app.get_job(job.id).status is JobStatus.Queued
 
@@ -89,10 +100,10 @@ def test_bulk_retry__asks_with_the_count_first(app: Werk, browser: Any,
     ids = [make_job(app, status="failed", attempts=1, completed_at=ago(5)).id
            for _ in range(3)]
     browser.get(open_dashboard(app) + "/jobs?status=failed")
-    browser.find_element(By.PARTIAL_LINK_TEXT, "Retry matching").click()
+    follow(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Retry matching"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Retry 3 jobs?"
     assert all(app.get_job(i).status is JobStatus.Failed for i in ids)
-    browser.find_element(By.XPATH, "//button[text()='Retry 3 jobs']").click()
+    follow(browser, browser.find_element(By.XPATH, "//button[text()='Retry 3 jobs']"))
     assert "3 jobs queued again" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert all(app.get_job(i).status is JobStatus.Queued for i in ids)
 
@@ -101,9 +112,9 @@ def test_delete__confirmation_then_back_to_the_list(app: Werk, browser: Any,
                                                    open_dashboard: Open) -> None:
     job = make_job(app, status="complete", completed_at=ago(1))
     browser.get(open_dashboard(app) + f"/jobs/{job.id}")
-    browser.find_element(By.LINK_TEXT, "Delete…").click()
+    follow(browser, browser.find_element(By.LINK_TEXT, "Delete…"))
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Delete job {job.id}?"
-    browser.find_element(By.XPATH, "//button[text()='Delete job']").click()
+    follow(browser, browser.find_element(By.XPATH, "//button[text()='Delete job']"))
     assert browser.current_url.endswith("/jobs")
     assert f"job {job.id} deleted" in browser.find_element(By.CSS_SELECTOR, ".flash").text
 
@@ -115,11 +126,11 @@ def test_cron__pause_and_resume(app: Werk, browser: Any, open_dashboard: Open) -
     browser.get(open_dashboard(app) + "/cron")
     card = browser.find_element(By.ID, "cron-tidy")
     assert "active" in card.text
-    card.find_element(By.XPATH, ".//button[text()='Pause']").click()
+    follow(browser, card.find_element(By.XPATH, ".//button[text()='Pause']"))
     assert "schedule tidy paused" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert "paused" in browser.find_element(By.ID, "cron-tidy").text
-    browser.find_element(By.ID, "cron-tidy").find_element(
-        By.XPATH, ".//button[text()='Resume']").click()
+    follow(browser, browser.find_element(By.ID, "cron-tidy").find_element(
+        By.XPATH, ".//button[text()='Resume']"))
     assert "schedule tidy resumed" in browser.find_element(By.CSS_SELECTOR, ".flash").text
     assert "active" in browser.find_element(By.ID, "cron-tidy").text
 
