@@ -231,7 +231,7 @@ class CompletionWriter:
         app, worker = self.app, self.worker
         params = {
             "batch": _dumps([(job.id, job.attempts, s.status, s.result, s.error, s.delay,
-                              s.waited) for job, s in batch]),
+                              s.waited, s.kind) for job, s in batch]),
             "worker": worker.id,
             "channel": app.channel,
         }

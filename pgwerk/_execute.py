@@ -58,6 +58,7 @@ class Settlement:
     delay: float = 0.0
     callback: str | None = None  # success | failure | stopped
     waited: float = 0.0  # seconds between the claim and the handler's start, on this worker
+    kind: str = ""  # how the attempt ended (Outcome.kind): recorded in the attempt's history
 
 
 class HandlerNotFound(Exception):

@@ -439,7 +439,7 @@ class Werk:
             runs.append(Execution(
                 job_id=job.id, attempt=job.attempts, worker_id=job.worker_id,
                 started_at=job.started_at, finished_at=job.completed_at,
-                outcome=job.status.value, error=job.error,
+                outcome=_last_outcome(job), error=job.error,
             ))
         return runs
 
@@ -665,6 +665,14 @@ class Werk:
             total += len(rows)
             ids = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
         return total
+
+
+def _last_outcome(job: Job) -> str:
+    """How the job's last attempt ended, as its history names it: a timeout is a
+    ``timeout``, though the job's status says ``failed``."""
+    if job.status is JobStatus.Failed and (job.error or "").startswith("JobTimeout"):
+        return "timeout"
+    return job.status.value
 
 
 def _job_id(job: Job | int | str) -> int | None:

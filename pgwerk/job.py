@@ -274,8 +274,9 @@ class Context:
 class Execution:
     """One attempt of a job: who ran it, when, and how it ended.
 
-    ``outcome`` is ``complete``, ``failed``, ``aborted``, ``lost`` (the worker died),
-    ``interrupted`` (the worker shut down) or, for the attempt in progress, ``active``.
+    ``outcome`` is ``complete``, ``failed``, ``timeout`` (it ran past its ``_timeout``),
+    ``aborted``, ``lost`` (the worker died), ``interrupted`` (the worker shut down) or, for
+    the attempt in progress, ``active``.
     """
 
     job_id: int

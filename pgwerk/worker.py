@@ -533,7 +533,8 @@ class Worker:
                 self._dispatch()
             self._wake.set()
             return
-        settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0))
+        settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0),
+                             kind=outcome.kind)
         if self.metrics is not None:
             self.metrics.job_finished(job, settlement.status, outcome.duration)
         extra = job_fields(job, self.id, duration=round(outcome.duration, 6),

@@ -232,8 +232,8 @@ SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY pic
 -- name: job_complete_many
 -- Record the outcome of a batch of attempts, sent as one JSON array of
 -- [id, attempt, status, result, error, retry delay, seconds the job waited here before its
--- handler started] (one parameter decoded by PostgreSQL: far cheaper for the worker than
--- an array per column). started_at becomes the moment the handler really started. Each
+-- handler started, how the attempt ended ('timeout', 'error', ...)] (one parameter decoded
+-- by PostgreSQL: far cheaper for the worker than an array per column). started_at becomes the moment the handler really started. Each
 -- write is guarded by ownership of the attempt (id, attempt number, worker, still active),
 -- so a worker that lost a job to the sweep changes nothing. Statuses: an end status,
 -- 'queued'/'scheduled' for a retry, or 'deleted' (failure_mode="delete").
@@ -244,7 +244,7 @@ SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY pic
 -- generic plan). Wrapped, they can only filter the rows found by primary key.
 WITH v AS (
     SELECT (e->>0)::bigint AS id, (e->>1)::int AS attempt, e->>2 AS status, e->>3 AS result,
-        e->>4 AS error, (e->>5)::float8 AS delay, (e->>6)::float8 AS waited
+        e->>4 AS error, (e->>5)::float8 AS delay, (e->>6)::float8 AS waited, e->>7 AS kind
     FROM json_array_elements(%(batch)s::json) AS e
 ),
 gone AS (
@@ -270,7 +270,7 @@ done AS (
     WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, j.status, j.queue, j.group_key, j.has_dependents, j.attempts,
-        j.started_at, j.error
+        j.started_at, j.error, v.kind
 ),
 ended AS (
     SELECT id, status, queue, group_key, has_dependents FROM done
@@ -279,7 +279,8 @@ ended AS (
 ),
 history AS (
     INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
-    SELECT id, attempts, %(worker)s, started_at, 'failed', error FROM done
+    SELECT id, attempts, %(worker)s, started_at,
+        CASE WHEN kind = 'timeout' THEN 'timeout' ELSE 'failed' END, error FROM done
     WHERE status IN ('queued', 'scheduled')
 ),
 freed AS (

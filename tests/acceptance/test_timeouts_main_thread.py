@@ -47,7 +47,7 @@ def test_timeouts__alarm_driven_deadlines_in_a_thread_pool_worker(
         assert worker.wait(20) == 0, worker.output()
 
     assert looped.attempts == 2
-    assert [r.outcome for r in app.get_executions(loop.id)] == ["failed", "failed"]
+    assert [r.outcome for r in app.get_executions(loop.id)] == ["timeout", "timeout"]
     assert all("JobTimeout" in (r.error or "") for r in app.get_executions(loop.id))
     assert "grace period" in (abandoned.error or "")
     assert seconds_between(abandoned.started_at, abandoned.completed_at) < 5

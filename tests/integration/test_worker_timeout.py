@@ -42,7 +42,7 @@ def test_worker__timeout_interrupts_a_python_loop_in_a_thread_and_fails_the_atte
     assert seconds_between(done.started_at, done.completed_at) < 3.0
     assert events(app, "busy-start", job.id) and not events(app, "busy-end", job.id)
     [run] = app.get_executions(job.id)
-    assert run.outcome == "failed" and "JobTimeout" in (run.error or "")
+    assert run.outcome == "timeout" and "JobTimeout" in (run.error or "")
 
 
 def test_worker__timed_out_attempt_is_retried_per_its_policy(app: Werk) -> None:
@@ -54,7 +54,7 @@ def test_worker__timed_out_attempt_is_retried_per_its_policy(app: Werk) -> None:
 
     assert done.attempts == 3
     runs = app.get_executions(job.id)
-    assert [r.outcome for r in runs] == ["failed"] * 3
+    assert [r.outcome for r in runs] == ["timeout"] * 3  # the job's status says failed
     assert all("JobTimeout" in (r.error or "") for r in runs)
     assert len(events(app, "busy-start", job.id)) == 3
 
@@ -80,7 +80,7 @@ def test_worker__job_stuck_in_c_is_recorded_timed_out_and_the_worker_keeps_its_c
     assert done.started_at is not None and failed.completed_at is not None
     assert done.started_at >= failed.started_at  # type: ignore[operator]
     [run] = app.get_executions(stuck.id)
-    assert run.outcome == "failed"
+    assert run.outcome == "timeout"
 
 
 def test_worker__late_return_of_an_abandoned_job_never_overwrites_its_record(
