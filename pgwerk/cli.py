@@ -350,7 +350,7 @@ def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | Non
         return
     echo_table(
         ["id", "status", "queue", "function", "prio", "tries", "enqueued", "error"],
-        [[j.id, j.status, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
+        [[j.id, j.state, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
           j.enqueued_at, last_line(j.error)] for j in found],
         "no jobs" + (f" (offset {offset})" if offset else ""), drop_zero=("prio",),
     )
@@ -398,7 +398,7 @@ def _show_job(job: Job) -> None:
     payload = _payload_note(job)
     fields: list[tuple[str, Any]] = [
         ("id", job.id), ("function", job.function), ("queue", job.queue),
-        ("status", job.status.value), ("priority", job.priority),
+        ("status", job.state), ("priority", job.priority),
         ("attempts", f"{job.attempts}/{job.max_attempts}"),
     ]
     if payload:

@@ -252,6 +252,14 @@ class Job:
     def is_terminal(self) -> bool:
         return self.status.is_terminal
 
+    @property
+    def state(self) -> str:
+        """The status as an operator reads it: ``cancelled`` for a job that ended
+        ``aborted`` without ever running (``cancel_job``), else the status's value."""
+        if self.status is JobStatus.Aborted and self.attempts == 0:
+            return "cancelled"
+        return self.status.value
+
 
 @dataclass
 class Context:

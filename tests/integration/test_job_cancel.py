@@ -105,3 +105,13 @@ def test_bulk_cancel_jobs__without_queue_cancels_everywhere(app: Werk) -> None:
     assert app.bulk_cancel_jobs() == 2
     assert app.queue_stats() == {"a": {"aborted": 1, "oldest_queued_age": 0.0},
                                  "b": {"aborted": 1, "oldest_queued_age": 0.0}}
+
+
+def test_cancelled_and_aborted__an_operator_tells_them_apart(app: Werk) -> None:
+    never_ran = app.enqueue(jobs.noop)
+    assert never_ran is not None and app.cancel_job(never_ran.id)
+    stopped = make_job(app, status="aborted", attempts=1, error="JobAborted: aborted on request")
+
+    assert app.get_job(never_ran.id).status is JobStatus.Aborted  # one status, as documented
+    assert app.get_job(never_ran.id).state == "cancelled"
+    assert app.get_job(stopped.id).state == "aborted"
