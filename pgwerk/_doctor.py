@@ -369,14 +369,19 @@ def check_pooler(facts: Facts) -> Check:
         transaction_mode = transaction_mode or mode == "transaction"
     checked = "port, server port, backend pid across transactions, SHOW pool_mode"
     data = {"signs": signs, "transaction_mode": transaction_mode, "checked": checked}
+    if signs and facts.app.config.pgbouncer:
+        return Check("pooler", OK, "a pooler seems to be in front ("
+                     + "; ".join(signs) + ") and PgBouncer mode is on", data=data)
     if transaction_mode:
         return Check("pooler", FAIL, "a pooler in transaction mode is in front: "
-                     + "; ".join(signs) + ". LISTEN and session advisory locks (cron leader) "
-                     "do not work through it", "point workers at PostgreSQL directly (or a "
-                     "session-mode pool); enqueue-only clients may keep the pooler", data)
+                     + "; ".join(signs) + ". LISTEN, session advisory locks (cron leader) "
+                     "and prepared statements do not work through it",
+                     "turn on PgBouncer mode: Werk(..., pgbouncer=True) or PGWERK_PGBOUNCER=1 "
+                     "(or point workers at PostgreSQL directly)", data)
     if signs:
         return Check("pooler", WARN, "a pooler or proxy seems to be in front: "
-                     + "; ".join(signs), "make sure it runs in session mode for workers",
+                     + "; ".join(signs), "if it is PgBouncer in transaction mode, turn on "
+                     "PgBouncer mode: Werk(..., pgbouncer=True) or PGWERK_PGBOUNCER=1",
                      data)
     return Check("pooler", OK, f"none detected (checked: {checked})", data=data)
 

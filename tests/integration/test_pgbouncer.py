@@ -322,3 +322,17 @@ def test_cron__a_leader_whose_lease_was_taken_steps_down_and_competes_again(
 def test_pgbouncer_settings__bad_values_are_a_configuration_error(option: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError, match=next(iter(option))):
         Werk("postgresql://localhost/db", **option)
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_doctor__sees_the_pooler_and_whether_pgbouncer_mode_is_on(
+        make_bouncer_app: Callable[..., Werk], mode: bool) -> None:
+    from pgwerk._doctor import run_checks
+
+    app = make_bouncer_app(pgbouncer=mode).connect()
+    [pooler] = [c for c in run_checks(app, "test", pool_size=3) if c.name == "pooler"]
+
+    assert pooler.data["signs"]  # at least: connected to another port than the server's
+    assert pooler.status == ("ok" if mode else "warn")
+    if not mode:
+        assert "pgbouncer=True" in (pooler.fix or "")
