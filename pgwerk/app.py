@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -667,10 +668,13 @@ class Werk:
         return total
 
 
+_TIMED_OUT = re.compile(r"^(pgwerk\.exceptions\.)?JobTimeout\b", re.MULTILINE)
+
+
 def _last_outcome(job: Job) -> str:
     """How the job's last attempt ended, as its history names it: a timeout is a
     ``timeout``, though the job's status says ``failed``."""
-    if job.status is JobStatus.Failed and (job.error or "").startswith("JobTimeout"):
+    if job.status is JobStatus.Failed and _TIMED_OUT.search(job.error or ""):
         return "timeout"
     return job.status.value
 
