@@ -29,13 +29,14 @@ from pgwerk._execute import (
     ABORTED,
     ERROR,
     INTERRUPTED,
+    SUCCESS,
     TIMEOUT,
     Outcome,
     close_event_loop,
     execute,
     stray_outcome,
 )
-from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread
+from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import Job
 
@@ -69,7 +70,7 @@ class _Slot:
     """One job running in one thread."""
 
     __slots__ = ("job", "thread_id", "in_handler", "done", "abandoned", "deadline", "grace",
-                 "gate")
+                 "gate", "delivered")
 
     def __init__(self, job: Job, thread_id: int) -> None:
         self.job = job
@@ -83,11 +84,22 @@ class _Slot:
         self.abandoned = False
         self.deadline: Deadline | None = None
         self.grace: Deadline | None = None
+        # The first interruption raised into the handler: it decides the outcome even if
+        # the handler catches it and returns.
+        self.delivered: type[BaseException] | None = None
+
+
+_INTERRUPTION_KINDS: dict[type[BaseException], str] = {
+    JobTimeout: TIMEOUT, JobAborted: ABORTED, WorkerShutdown: INTERRUPTED,
+}
 
 
 class ThreadPool:
     """``concurrency`` threads. Time limits and aborts raise into the job's thread; a thread
-    stuck in C past the grace period is abandoned and replaced, so capacity is kept."""
+    stuck in C (or in a handler that catches the interruption and goes on) past the grace
+    period is abandoned and replaced, so capacity is kept. At most ``capacity`` abandoned
+    threads are replaced: beyond that each one costs a slot until it returns, and a pool
+    whose every thread is stuck reports itself broken (``problem``)."""
 
     kind = "thread"
 
@@ -98,9 +110,12 @@ class ThreadPool:
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running: dict[int, _Slot] = {}
-        self._pending = 0
+        # Handed to the pool, not yet taken by a thread: held by the pool all the same.
+        self._pending: dict[int, Job] = {}
         self._threads: list[threading.Thread] = []
         self._serial = 0
+        self._abandoned = 0  # threads abandoned that have not returned
+        self._owed = 0  # slots lost to abandoned threads that were not replaced
 
     def start(self) -> None:
         for _ in range(self.capacity):
@@ -114,33 +129,53 @@ class ThreadPool:
 
     def free_slots(self) -> int:
         with self._lock:
-            return self.capacity - len(self._running) - self._pending
+            return self.capacity - len(self._running) - len(self._pending) - self._owed
 
     def submit(self, job: Job) -> None:
         with self._lock:
-            self._pending += 1
+            self._pending[job.id] = job
         self._queue.put(job)
 
     def running_ids(self) -> list[int]:
         with self._lock:
-            return list(self._running)
+            return [*self._running, *self._pending]
+
+    def problem(self) -> str | None:
+        with self._lock:
+            if self.capacity and self._owed >= self.capacity:
+                return (f"every thread of the pool ({self.capacity}) is stuck in a job past its "
+                        f"timeout; the worker cannot run jobs any more")
+        return None
 
     def abort(self, job_id: int) -> bool:
         with self._lock:
             slot = self._running.get(job_id)
-        return slot is not None and self._interrupt(slot, JobAborted)
+        if slot is None or not self._interrupt(slot, JobAborted):
+            return False
+        with slot.gate:
+            if slot.grace is None and not slot.done:
+                # A handler that catches JobAborted and goes on must not stay ``aborting``.
+                slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot, ABORTED))
+        return True
 
     def interrupt(self) -> list[int]:
         with self._lock:
             slots = list(self._running.values())
+            unstarted, self._pending = list(self._pending.values()), {}
+        for job in unstarted:  # a thread taking it later skips it
+            self._report(job, Outcome(INTERRUPTED, error=(
+                "WorkerShutdown: the worker stopped before the job started")), False)
         for slot in slots:
             self._interrupt(slot, WorkerShutdown)
-        return [slot.job.id for slot in slots]
+        return [slot.job.id for slot in slots] + [job.id for job in unstarted]
 
     @staticmethod
     def _interrupt(slot: _Slot, exc_type: type[BaseException]) -> bool:
         with slot.gate:
-            return slot.in_handler and raise_in_thread(slot.thread_id, exc_type)
+            if not (slot.in_handler and raise_in_thread(slot.thread_id, exc_type)):
+                return False
+            slot.delivered = slot.delivered or exc_type
+            return True
 
     def stop(self) -> None:
         for _ in self._threads:
@@ -149,24 +184,45 @@ class ThreadPool:
     def _expire(self, slot: _Slot) -> None:
         if slot.done or not self._interrupt(slot, JobTimeout):
             return
-        slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot))
+        with slot.gate:
+            if slot.grace is None:
+                slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot, TIMEOUT))
 
-    def _abandon(self, slot: _Slot) -> None:
+    def _abandon(self, slot: _Slot, kind: str) -> None:
         with self._lock:
             if slot.done:
                 return
             slot.abandoned = True
             self._running.pop(slot.job.id, None)
             self._threads = [t for t in self._threads if t.ident != slot.thread_id]
-            self._spawn()
+            self._abandoned += 1
+            replace_it = self._abandoned <= self.capacity
+            if replace_it:
+                self._spawn()
+            else:
+                self._owed += 1
+        job = slot.job
         logger.warning(
-            "job %s (%s) did not stop within %.1fs of its timeout (blocked outside Python?); "
-            "recorded as timed out, its thread is abandoned and replaced. Use pool='fork' for "
-            "code that cannot be interrupted.", slot.job.id, slot.job.function, self.grace)
-        outcome = Outcome(TIMEOUT, error=(
-            f"JobTimeout: job {slot.job.id} exceeded its timeout of {slot.job.timeout}s and did "
-            f"not stop within the {self.grace}s grace period; its thread was abandoned"))
-        self.on_done(slot.job, outcome, False)
+            "job %s (%s) did not stop within %.1fs of its %s (blocked outside Python, or it "
+            "catches the exception?); recorded as %s, its thread is abandoned%s. Use "
+            "pool='fork' for code that cannot be interrupted.", job.id, job.function,
+            self.grace, "timeout" if kind == TIMEOUT else "abort",
+            "timed out" if kind == TIMEOUT else "aborted",
+            " and replaced" if replace_it else
+            f"; {self._abandoned} threads are stuck, so it costs a slot until it returns")
+        if kind == TIMEOUT:
+            error = (f"JobTimeout: job {job.id} exceeded its timeout of {job.timeout}s and did "
+                     f"not stop within the {self.grace}s grace period; its thread was abandoned")
+        else:
+            error = (f"JobAborted: aborted on request; job {job.id} did not stop within the "
+                     f"{self.grace}s grace period; its thread was abandoned")
+        self._report(job, Outcome(kind, error=error), False)
+
+    def _report(self, job: Job, outcome: Outcome, inline: bool) -> None:
+        try:
+            self.on_done(job, outcome, inline)
+        except Exception:
+            logger.exception("recording the outcome of job %s failed", job.id)
 
     def _work(self) -> None:
         try:
@@ -179,13 +235,16 @@ class ThreadPool:
                         return  # this thread was abandoned and replaced
                 except (JobTimeout, JobAborted, WorkerShutdown):
                     logger.debug("late interruption ignored between jobs")
+                except Exception:  # a bug of ours: this job is lost, the thread goes on
+                    logger.exception("job thread: unexpected error")
         finally:
             close_event_loop()
 
     def _run(self, job: Job) -> bool:
         slot = _Slot(job, threading.get_ident())
         with self._lock:
-            self._pending -= 1
+            if self._pending.pop(job.id, None) is None:
+                return True  # put back by ``interrupt`` before this thread got to it
             self._running[job.id] = slot
         if job.timeout:
             slot.deadline = self.watcher.add(job.timeout, lambda: self._expire(slot))
@@ -209,12 +268,38 @@ class ThreadPool:
                 abandoned = slot.abandoned
                 if not abandoned:
                     self._running.pop(job.id, None)
+            if slot.delivered is not None:
+                # It may have landed while this thread held a logging lock.
+                release_logging_locks()
         if abandoned:
             logger.warning("abandoned job %s finally returned; its late result is discarded",
                            job.id)
+            with self._lock:
+                self._abandoned -= 1
+                if self._owed:  # this thread takes its slot back
+                    self._owed -= 1
+                    self._threads.append(threading.current_thread())
+                    return True
             return False
-        self.on_done(job, outcome, True)
+        self._report(job, _swallowed(slot, outcome), True)
         return True
+
+
+def _swallowed(slot: _Slot, outcome: Outcome) -> Outcome:
+    """The outcome of a handler that caught the interruption raised into it and returned
+    (or raised something else): the attempt still ended as the interruption said."""
+    if slot.delivered is None or outcome.kind not in (SUCCESS, ERROR):
+        return outcome
+    job, name = slot.job, slot.delivered.__name__
+    kind = _INTERRUPTION_KINDS[slot.delivered]
+    how = "returned" if outcome.kind == SUCCESS else "raised another error"
+    cause = {TIMEOUT: f"job {job.id} exceeded its timeout of {job.timeout}s",
+             ABORTED: "aborted on request",
+             INTERRUPTED: "the worker stopped"}[kind]
+    error = f"{name}: {cause}; the handler caught {name} and {how}"
+    if outcome.kind == ERROR and outcome.error:
+        error = f"{error}:\n{outcome.error}"
+    return Outcome(kind, error=error, duration=outcome.duration)
 
 
 # -- processes ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,28 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
         return False
     return bool(done)
+
+
+def release_logging_locks() -> None:
+    """Release the ``logging`` locks this thread still holds after an interruption.
+
+    An exception raised into a thread lands between two bytecodes, which may be just after
+    ``Handler.acquire`` took a handler's lock and before the ``try`` that releases it: the
+    lock then stays held and every other thread blocks on its next log line. Call this in
+    the interrupted thread once the interrupted code has unwound, when it can no longer
+    hold such a lock legitimately. Locks of other libraries cannot be repaired this way.
+    """
+    locks: list[Any] = [getattr(logging, "_lock", None)]
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if handler is not None:
+            locks.append(handler.lock)
+    for lock in locks:
+        owned = getattr(lock, "_is_owned", None)
+        if owned is not None and owned():
+            lock._release_save()  # every level of the re-entrant lock
+            logger.warning("an interruption left a logging lock held by this thread; "
+                           "released it")
 
 
 class Deadline:
