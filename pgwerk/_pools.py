@@ -60,6 +60,7 @@ class ExecutionPool(Protocol):
     def abort(self, job_id: int) -> bool: ...
     def interrupt(self) -> list[int]: ...
     def running_ids(self) -> list[int]: ...
+    def problem(self) -> str | None: ...
     def stop(self) -> None: ...
 
 
@@ -507,15 +508,28 @@ class ProcessPool:
         self._rejected: list[tuple[Job, Outcome]] = []
         self._retiring: list[_Child] = []
         self._stopping = False
-        self._reader = threading.Thread(target=self._read_results, name="pgwerk-children",
+        self._failure: str | None = None
+        self._reader = threading.Thread(target=self._run_reader, name="pgwerk-children",
                                         daemon=True)
         self._wake_r, self._wake_w = os.pipe()
 
     def start(self) -> None:
-        if self.persistent:
-            while len(self._idle) + len(self._busy) < self.capacity:
-                self._idle.append(_Child(self, None))
-        self._reader.start()
+        try:
+            if self.persistent:
+                while len(self._idle) + len(self._busy) < self.capacity:
+                    self._idle.append(_Child(self, None))
+            self._reader.start()
+        except BaseException:  # no fork to be had: the children made so far must go
+            self.stop()
+            raise
+
+    def problem(self) -> str | None:
+        if self._failure is not None:
+            return self._failure
+        if self._reader.ident is not None and not self._reader.is_alive() \
+                and not self._stopping:
+            return f"the {self.kind} pool's reader thread ended unexpectedly"
+        return None
 
     def child_pids(self) -> list[int]:
         """Pids of the pool's children, idle and busy."""
@@ -579,6 +593,8 @@ class ProcessPool:
         return child
 
     def _wake(self) -> None:
+        if self._wake_w < 0:
+            return
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:  # pragma: no cover - the reader has plenty of wake-ups
@@ -620,6 +636,10 @@ class ProcessPool:
             self._retire(idle)
         elif self._reader.is_alive():
             self._reader.join(timeout=5.0)
+        if not self._reader.is_alive():  # nobody wakes it any more
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1
 
     @staticmethod
     def _retire(children: list[_Child]) -> None:
@@ -629,6 +649,13 @@ class ProcessPool:
             child.exit_description(patience=2.0)
 
     # -- the reader thread ------------------------------------------------------------------
+
+    def _run_reader(self) -> None:
+        try:
+            self._read_results()
+        except BaseException as exc:  # noqa: B036 - whatever it was, the worker must know
+            self._failure = f"the {self.kind} pool's reader thread died: {exc!r}"
+            logger.critical("%s", self._failure, exc_info=True)
 
     def _read_results(self) -> None:
         while True:
@@ -641,7 +668,7 @@ class ProcessPool:
                 watched = {c.results_fd: c for c in [*self._idle, *self._busy.values()]}
             self._retire(retiring)
             for child in dead:
-                self._bury(child, replace=False)
+                self._guarded(self._bury, child, False)
             for job, outcome in rejected:
                 self._report(job, outcome)
             ready, _, _ = select.select([self._wake_r, *watched], [], [], 1.0)
@@ -649,13 +676,21 @@ class ProcessPool:
                 if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
                 else:
-                    self._on_readable(watched[fd])
+                    self._guarded(self._on_readable, watched[fd])
         with self._lock:
             dead, self._dead = self._dead, []
             retiring, self._retiring = self._retiring, []
         self._retire(retiring)
         for child in dead:
             self._bury(child, replace=False)
+
+    @staticmethod
+    def _guarded(step: Callable[..., None], child: _Child, *args: Any) -> None:
+        """One child's trouble is logged and stays that child's: the reader goes on."""
+        try:
+            step(child, *args)
+        except Exception:
+            logger.exception("child process %s: unexpected error; the pool goes on", child.pid)
 
     def _on_readable(self, child: _Child) -> None:
         with self._lock:
@@ -686,20 +721,21 @@ class ProcessPool:
                 logger.error("cannot replace the child process: %s", exc)
 
     def _collect(self, child: _Child) -> None:
-        try:
-            outcome = _read_frame(child.results_fd)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            outcome = None
         job = child.job
         assert job is not None
         self.watcher.cancel(child.deadline)
         child.deadline = None
-        alive = outcome is not None and self.persistent and child.kill_reason is None
-        if outcome is None:
-            cause = child.exit_description()
-            child.close()
-            outcome = self._death_outcome(job, child.kill_reason, cause)
-        elif not self.persistent:
+        try:
+            outcome, alive = self._read_outcome(child, job)
+        except Exception as exc:  # recorded on the job; the child is not trusted again
+            logger.exception("job %s: cannot read its outcome", job.id)
+            outcome = Outcome(ERROR, error=f"pgwerk: cannot read the outcome of job {job.id} "
+                                           f"from its child process: {exc!r}")
+            alive = False
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             child.exit_description()
             child.close()
         with self._lock:
@@ -712,8 +748,28 @@ class ProcessPool:
                 child.exit_description()
         self._report(job, outcome)
 
+    def _read_outcome(self, child: _Child, job: Job) -> tuple[Outcome, bool]:
+        """The outcome the child sent, or the one its death means; and whether the child
+        lives on to run another job."""
+        try:
+            outcome = _read_frame(child.results_fd)
+        except (OSError, EOFError, pickle.UnpicklingError):
+            outcome = None
+        alive = outcome is not None and self.persistent and child.kill_reason is None
+        if outcome is None:
+            cause = child.exit_description()
+            child.close()
+            outcome = self._death_outcome(job, child.kill_reason, cause)
+        elif not self.persistent:
+            child.exit_description()
+            child.close()
+        return outcome, alive
+
     def _report(self, job: Job, outcome: Outcome) -> None:
-        self.on_done(job, outcome, False)
+        try:
+            self.on_done(job, outcome, False)
+        except Exception:
+            logger.exception("recording the outcome of job %s failed", job.id)
 
     def _death_outcome(self, job: Job, reason: str | None, cause: str) -> Outcome:
         if reason == TIMEOUT:

@@ -85,7 +85,9 @@ class Deadline:
         self.fired = True
         try:
             self.action()
-        except Exception:
+        except Exception:  # one bad action must not end the watcher
+            # Not BaseException: in a forked child the alarm handler raises JobTimeout
+            # into its own (main) thread, and that must reach the job's code.
             logger.exception("deadline action failed")
 
 
@@ -111,18 +113,36 @@ class DeadlineWatcher:
         self._previous_handler: object = None
         self._handed: queue.SimpleQueue[Deadline | None] = queue.SimpleQueue()
         self._runner: threading.Thread | None = None
+        self._failure: str | None = None
 
     def start(self) -> None:
         self._running = True
         if self.use_signal:
-            self._runner = threading.Thread(target=self._run_handed, name="pgwerk-deadlines",
-                                            daemon=True)
+            self._runner = threading.Thread(target=self._supervise, args=(self._run_handed,),
+                                            name="pgwerk-deadlines", daemon=True)
             self._runner.start()
             self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
         else:
-            self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._supervise, args=(self._watch,),
+                                            name="pgwerk-deadlines", daemon=True)
             self._thread.start()
+
+    def problem(self) -> str | None:
+        """What went wrong with the watcher's thread, if it died: without it time limits
+        go unenforced, so the worker must not carry on."""
+        if self._failure is not None:
+            return self._failure
+        thread = self._runner if self.use_signal else self._thread
+        if self._running and thread is not None and not thread.is_alive():
+            return "the deadline watcher thread ended unexpectedly"
+        return None
+
+    def _supervise(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: B036 - whatever it was, the worker must know
+            self._failure = f"the deadline watcher thread died: {exc!r}"
+            logger.critical("%s", self._failure, exc_info=True)
 
     def stop(self) -> None:
         with self._lock:
@@ -173,6 +193,14 @@ class DeadlineWatcher:
         signal.setitimer(signal.ITIMER_REAL, first, _SAFETY_TICK)
 
     def _on_alarm(self, signum: int, frame: object) -> None:
+        # An exception from here would surface in whatever the main thread was doing
+        # (the worker's claim loop): recorded instead, so the worker stops cleanly.
+        try:
+            self._fire_due()
+        except Exception as exc:
+            self._failure = f"the deadline alarm handler failed: {exc!r}"
+
+    def _fire_due(self) -> None:
         # Runs in the main thread between two bytecodes; it must not take self._lock,
         # which the interrupted code may hold. It reads the immutable snapshot instead.
         now = time.monotonic()

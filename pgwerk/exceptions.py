@@ -50,6 +50,12 @@ class DependencyFailed(WerkError):
     """A job's dependency ended without success and ``allow_failure`` was not set."""
 
 
+class WorkerCrashed(WerkError):
+    """``Worker.run`` stopped because a part it cannot work without died (the deadline
+    watcher, the execution pool's threads). The worker drained and unregistered first; a
+    supervisor should start it again."""
+
+
 class JobTimeout(BaseException):
     """Raised inside a handler when its ``_timeout`` passes.
 

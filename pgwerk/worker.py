@@ -37,7 +37,7 @@ from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
 from pgwerk.app import Werk
-from pgwerk.exceptions import DatabaseUnavailable, JobTimeout
+from pgwerk.exceptions import DatabaseUnavailable, JobTimeout, WorkerCrashed
 from pgwerk.job import CallbackRef, Context, Job
 from pgwerk.options import repeat_spec, seconds
 
@@ -201,6 +201,8 @@ class Worker:
         self._unknown: set[int] = set()
         self._lock = threading.Lock()
         self.processed = 0
+        self._registered = False
+        self._broken: str | None = None  # what died, when a vital part did
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queues={self.queues} pool={self.pool_kind}x{self.concurrency}>"
@@ -220,11 +222,17 @@ class Worker:
         main = threading.current_thread() is threading.main_thread()
         previous = self._install_signal_handlers() if main else {}
         try:
-            self._start()
+            try:
+                self._start()
+            except BaseException:
+                self._undo_start()
+                raise
             try:
                 self._loop()
             finally:
                 self._drain()
+            if self._broken is not None:
+                raise WorkerCrashed(f"worker {self.id} stopped: {self._broken}")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -271,6 +279,50 @@ class Worker:
             "queues": self.queues, "concurrency": self.concurrency, "pool": self.pool_kind,
             "heartbeat_interval": self.heartbeat_interval,
         })
+        self._registered = True
+
+    # -- a start that failed halfway, and parts that died ----------------------------------
+
+    def _undo_start(self) -> None:
+        """Stop whatever a failed ``_start`` had started: no thread, child process or signal
+        handler of this worker outlives ``run``. Each step is tried on its own."""
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self._pool is not None:
+            steps.append(("stop the execution pool", self._pool.stop))
+        steps.append(("unsubscribe", lambda: self.app.listener.unsubscribe(
+            self._on_notification)))
+        if self._completions.started():
+            steps.append(("stop the completion writer", self._completions.stop))
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            def stop_heartbeat() -> None:
+                self._heartbeat_stop.set()
+                self._heartbeat_wake.set()
+                heartbeat.join(timeout=5.0)
+
+            steps.append(("stop the heartbeat", stop_heartbeat))
+        if self._registered:
+            steps.append(("unregister", lambda: self.app.fetch(
+                "worker_unregister", {"id": self.id})))
+        if self._watcher is not None:
+            steps.append(("stop the deadline watcher", self._watcher.stop))
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("worker %s failed to start; could not %s", self.id, what)
+
+    def _found_broken(self) -> bool:
+        """A part the worker cannot run without (the deadline watcher, the execution pool)
+        died: say so once, and stop (``run`` then raises ``WorkerCrashed``)."""
+        if self._broken is None:
+            for part in (self._watcher, self._pool):
+                problem = part.problem() if part is not None else None
+                if problem is not None:
+                    logger.critical("worker %s: %s; stopping", self.id, problem)
+                    self._broken = problem
+                    break
+        return self._broken is not None
 
     def _drain(self) -> None:
         pool = self._pool
@@ -318,6 +370,8 @@ class Worker:
         assert pool is not None
         failures = 0
         while not self._stopping.is_set():
+            if self._found_broken():
+                break
             self._wake.clear()
             self._dispatch()
             free = pool.free_slots()
@@ -568,6 +622,9 @@ class _Completions:
 
     def start(self) -> None:
         self._thread.start()
+
+    def started(self) -> bool:
+        return self._thread.ident is not None
 
     def add(self, job: Job, settlement: Settlement) -> None:
         with self._cond:
