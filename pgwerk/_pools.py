@@ -356,6 +356,8 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
         except (JobTimeout, JobAborted, WorkerShutdown) as exc:
             outcome = stray_outcome(exc)
         watcher.cancel(deadline)
+        if deadline is not None and deadline.fired:
+            release_logging_locks()  # the next job of this child must be able to log
         _write_frame(results_fd, replace(outcome, exception=None))
         if first is not None:
             return

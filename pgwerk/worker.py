@@ -87,8 +87,9 @@ class Worker:
         before_process / after_process: hooks called with the ``Context`` around each job.
         on_exception: callables called with the ``Context`` (``ctx.exception`` set) when a
             handler raises.
-        timeout_grace: seconds a job may overrun its ``_timeout`` before its thread is
-            abandoned (thread pool) or its child is killed (fork/process pools).
+        timeout_grace: seconds a job may overrun its ``_timeout`` (or go on after an
+            abort) before its thread is abandoned (thread pool) or its child is killed
+            (fork/process pools).
         name: worker id prefix (default: host name).
         prefetch: jobs a worker may claim beyond its free slots and hold until a slot
             frees. 0 (the default) claims exactly the free slots, so a job's

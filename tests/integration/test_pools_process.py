@@ -16,7 +16,7 @@ from pgwerk.job import Job
 from tests import worker_jobs
 from tests.helpers import eventually
 from tests.process_support import children_of, kill_quietly, process_gone
-from tests.worker_support import WorkerThread, wait_status
+from tests.worker_support import WorkerThread, create_events_table, events, wait_status
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -89,3 +89,20 @@ def test_process_pool__submit_to_a_dead_idle_child_runs_the_job_on_a_fresh_one(
         pool.stop()
         watcher.stop()
         kill_quietly(children_of(os.getpid()))
+
+
+def test_process_pool__a_busy_child_killed_from_outside_fails_its_job_only(app: Werk) -> None:
+    create_events_table(app)
+    runner = WorkerThread(app, pool="process", concurrency=1).start()
+    try:
+        job = app.enqueue(worker_jobs.block_first_attempt, seconds=30)
+        assert job is not None
+        [attempt] = eventually(lambda: events(app, "attempt", job.id), timeout=10)
+        os.kill(attempt["pid"], signal.SIGKILL)
+        failed = wait_status(app, job, JobStatus.Failed, timeout=10)
+        assert f"killed by signal SIGKILL while running job {job.id}" in (failed.error or "")
+        later = app.enqueue(worker_jobs.double, 5)
+        assert later is not None
+        assert wait_status(app, later, JobStatus.Complete, timeout=10).result == 10
+    finally:
+        runner.stop(now=True)
