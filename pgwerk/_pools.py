@@ -638,10 +638,10 @@ class ProcessPool:
             self._retire(idle)
         elif self._reader.is_alive():
             self._reader.join(timeout=5.0)
-        if not self._reader.is_alive():  # nobody wakes it any more
-            for fd in (self._wake_r, self._wake_w):
+        if not self._reader.is_alive() and self._wake_w >= 0:  # nobody wakes it any more
+            fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1
+            for fd in fds:
                 os.close(fd)
-            self._wake_r = self._wake_w = -1
 
     @staticmethod
     def _retire(children: list[_Child]) -> None:
