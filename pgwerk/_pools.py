@@ -673,8 +673,12 @@ class ProcessPool:
                 self._guarded(self._bury, child, False)
             for job, outcome in rejected:
                 self._report(job, outcome)
-            ready, _, _ = select.select([self._wake_r, *watched], [], [], 1.0)
-            for fd in ready:
+            # poll, not select: select cannot watch a descriptor numbered 1024 or more,
+            # which a busy application's process easily has.
+            poller = select.poll()
+            for fd in (self._wake_r, *watched):
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(1000):
                 if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
                 else:

@@ -8,6 +8,8 @@ import os
 import signal
 import threading
 
+import pytest
+
 from pgwerk import JobStatus, Werk, Worker
 from pgwerk._execute import Outcome
 from pgwerk._pools import ProcessPool, _Child
@@ -16,7 +18,13 @@ from pgwerk.job import Job
 from tests import worker_jobs
 from tests.helpers import eventually
 from tests.process_support import children_of, kill_quietly, process_gone
-from tests.worker_support import WorkerThread, create_events_table, events, wait_status
+from tests.worker_support import (
+    WorkerThread,
+    create_events_table,
+    events,
+    running_worker,
+    wait_status,
+)
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -106,3 +114,29 @@ def test_process_pool__a_busy_child_killed_from_outside_fails_its_job_only(app: 
         assert wait_status(app, later, JobStatus.Complete, timeout=10).result == 10
     finally:
         runner.stop(now=True)
+
+
+def test_process_pool__works_when_its_pipes_are_numbered_past_1024(app: Werk) -> None:
+    # A process with many open files (connections, logs): select() could not watch the
+    # children's pipes any more.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"this test needs a file limit of at least 1200, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = []
+    try:
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            filler.append(fd)
+            if fd >= 1030:
+                break
+        with running_worker(app, pool="process", concurrency=2):
+            jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]
+            assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
+                    for j in jobs if j] == [0, 2, 4, 6]
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
