@@ -412,13 +412,24 @@ class _Child:
 
     def __init__(self, pool: ProcessPool, first: Job | None) -> None:
         jobs_r, jobs_w = os.pipe()
-        results_r, results_w = os.pipe()
+        try:
+            results_r, results_w = os.pipe()
+        except OSError:
+            os.close(jobs_r)
+            os.close(jobs_w)
+            raise
         parent = os.getpid()
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork in a threaded process; the child only runs the
-            # job and pgwerk never touches locks or connections inherited from the parent.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns about fork in a threaded process; the child only runs
+                # the job and pgwerk never touches locks or connections inherited from the
+                # parent.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:  # no process to be had (EAGAIN, ENOMEM): nothing may leak
+            for fd in (jobs_r, jobs_w, results_r, results_w):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:

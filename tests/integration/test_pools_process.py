@@ -4,6 +4,7 @@ unseen runs on a fresh one. A child that dies while running a job fails that job
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -25,6 +26,16 @@ from tests.worker_support import (
     running_worker,
     wait_status,
 )
+
+
+def _open_pipes() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return count
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -140,3 +151,29 @@ def test_process_pool__works_when_its_pipes_are_numbered_past_1024(app: Werk) ->
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_fork_pool__a_job_that_cannot_get_a_child_fails_and_the_worker_goes_on(
+        app: Werk, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fork = os.fork
+    no_fork = threading.Event()
+
+    def fork() -> int:  # as under a process limit or without memory
+        if no_fork.is_set():
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    no_fork.set()
+    with running_worker(app, pool="fork", concurrency=1):
+        pipes = _open_pipes()
+        job = app.enqueue(worker_jobs.double, 2)
+        assert job is not None
+        failed = wait_status(app, job, JobStatus.Failed, timeout=10)
+        assert _open_pipes() == pipes, "the pipes made for the child were left open"
+        assert "could not be started in a child process" in (failed.error or "")
+        assert "Resource temporarily unavailable" in (failed.error or "")
+        no_fork.clear()
+        later = app.enqueue(worker_jobs.double, 3)
+        assert later is not None
+        assert wait_status(app, later, JobStatus.Complete, timeout=10).result == 6
