@@ -35,7 +35,7 @@ from pgwerk._execute import (
 )
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
-from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
+from pgwerk._timeouts import DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk.app import Werk
 from pgwerk.exceptions import DatabaseUnavailable, JobTimeout, WorkerCrashed
 from pgwerk.job import CallbackRef, Context, Job
@@ -542,6 +542,8 @@ class Worker:
             logger.warning("callback %s of job %s timed out", ref.path, job.id)
         finally:
             self._watcher.cancel(deadline)
+            if deadline is not None and deadline.fired:
+                release_logging_locks()  # the timeout may have landed inside one
 
     # -- heartbeat and sweep ---------------------------------------------------------------
 

@@ -50,3 +50,8 @@ def swallow_interruptions(ctx: Context, seconds: float) -> str:
         except BaseException:  # noqa: B036 - the point: swallow JobTimeout / JobAborted
             swallowed += 1
     return f"survived {swallowed} interruption(s)"
+
+
+def log_in_a_loop_callback(ctx: Context) -> None:
+    """A callback that logs as fast as it can until its timeout stops it."""
+    log_in_a_loop(seconds=2.0)

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from pgwerk import JobStatus, Werk
+from pgwerk import Callback, JobStatus, Werk
 from pgwerk._pools import ThreadPool
 from tests import pool_jobs
 from tests.helpers import eventually
@@ -64,6 +64,21 @@ def test_thread_pool__timeouts_landing_in_logging_leave_no_lock_held(app: Werk) 
         after = [app.enqueue(pool_jobs.log_once, f"after {i}") for i in range(4)]
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
                 for j in after if j] == [f"after {i}" for i in range(4)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_thread_pool__callback_timeouts_landing_in_logging_leave_no_lock_held(
+        app: Werk) -> None:
+    callback = Callback(pool_jobs.log_in_a_loop_callback, timeout=0.02)
+    with running_worker(app, concurrency=2, timeout_grace=0.3):
+        jobs = [app.enqueue(pool_jobs.log_once, f"job {i}", _on_success=callback)
+                for i in range(60)]
+        wait_all_terminal(app, [j for j in jobs if j], timeout=30)
+        eventually(lambda: _lock_is_free(pool_jobs.spin_handler.lock), timeout=10,
+                   message="the logging handler's lock free once the callbacks ended")
+        after = app.enqueue(pool_jobs.log_once, "after")
+        assert after is not None
+        assert wait_status(app, after, JobStatus.Complete, timeout=10).result == "after"
 
 
 def test_thread_pool__a_swallowed_timeout_still_ends_the_attempt_timed_out(app: Werk) -> None:
