@@ -18,7 +18,7 @@ from pgwerk._timeouts import DeadlineWatcher
 from pgwerk.job import Job
 from tests import worker_jobs
 from tests.helpers import eventually
-from tests.process_support import children_of, kill_quietly, process_gone
+from tests.process_support import kill_quietly, process_gone
 from tests.worker_support import (
     WorkerThread,
     create_events_table,
@@ -38,6 +38,19 @@ def _open_pipes() -> int:
     return count
 
 
+def _pool_of(runner: WorkerThread) -> ProcessPool:
+    pool = runner.worker._pool
+    assert isinstance(pool, ProcessPool)
+    return pool
+
+
+def _live_children(runner: WorkerThread) -> list[int]:
+    """The pids of the two children of the worker's process pool."""
+    pids = _pool_of(runner).child_pids()
+    assert len(pids) == 2 and not any(process_gone(pid) for pid in pids)
+    return pids
+
+
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -48,13 +61,13 @@ def _kill_all(pids: list[int]) -> None:
 def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        before = eventually(lambda: children_of(os.getpid()) if len(
-            children_of(os.getpid())) == 2 else None, timeout=5, message="two children")
+        before = _live_children(runner)
         _kill_all(before)
 
         def replaced() -> list[int] | None:
-            now = children_of(os.getpid())
-            return now if len(now) == 2 and not set(now) & set(before) else None
+            now = _pool_of(runner).child_pids()
+            fresh = len(now) == 2 and not set(now) & set(before)
+            return now if fresh and not any(process_gone(pid) for pid in now) else None
 
         eventually(replaced, timeout=5, message="two fresh children")
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]
@@ -67,8 +80,7 @@ def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
 def test_process_pool__a_job_sent_right_after_its_children_died_still_runs(app: Werk) -> None:
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        children = eventually(lambda: children_of(os.getpid()) if len(
-            children_of(os.getpid())) == 2 else None, timeout=5, message="two children")
+        children = _live_children(runner)
         _kill_all(children)
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]  # no wait: a race
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
@@ -107,7 +119,7 @@ def test_process_pool__submit_to_a_dead_idle_child_runs_the_job_on_a_fresh_one(
     finally:
         pool.stop()
         watcher.stop()
-        kill_quietly(children_of(os.getpid()))
+        kill_quietly([dead.pid])
 
 
 def test_process_pool__a_busy_child_killed_from_outside_fails_its_job_only(app: Werk) -> None:
