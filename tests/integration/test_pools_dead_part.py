@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from pgwerk import JobStatus, Werk
-from pgwerk._pools import ProcessPool
+from pgwerk._process_pools import ProcessPool
 from pgwerk._timeouts import DeadlineWatcher
 from pgwerk.exceptions import WorkerCrashed
 from tests import pool_jobs, worker_jobs

@@ -13,7 +13,7 @@ import pytest
 
 from pgwerk import JobStatus, Werk, Worker
 from pgwerk._execute import Outcome
-from pgwerk._pools import ProcessPool, _Child
+from pgwerk._process_pools import ProcessPool, _Child
 from pgwerk._timeouts import DeadlineWatcher
 from pgwerk.job import Job
 from tests import worker_jobs
