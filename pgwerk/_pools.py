@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -171,8 +172,15 @@ class ThreadPool:
             return True
 
     def stop(self) -> None:
-        for _ in self._threads:
+        threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
+        # Idle threads end at once; one still in a job (put back after the drain gave up
+        # on it) is not waited for long.
+        end = time.monotonic() + 1.0
+        for thread in threads:
+            if thread is not threading.current_thread() and thread.ident is not None:
+                thread.join(max(0.0, end - time.monotonic()))
 
     def _expire(self, slot: _Slot) -> None:
         if slot.done or not self._interrupt(slot, JobTimeout):
