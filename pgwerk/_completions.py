@@ -58,6 +58,9 @@ class CompletionWriter:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def add(self, job: Job, settlement: Settlement) -> None:
         with self._cond:
             self._items.append((job, settlement))

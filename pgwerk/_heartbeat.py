@@ -43,6 +43,9 @@ class Heartbeat:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def wake(self) -> None:
         """Beat again now: a job with a shorter ``_heartbeat`` started."""
         self._wake.set()

@@ -1,34 +1,27 @@
-"""Where handlers run: a thread pool, a fresh forked child per job, or pre-forked processes.
+"""Where handlers run: a thread pool (here), a fresh forked child per job, or pre-forked
+processes (``pgwerk._process_pools``).
 
 All three have one interface (``free_slots``, ``submit``, ``abort``, ``interrupt``,
-``running_ids``, ``stop``) and report each finished attempt through ``on_done(job,
-outcome, inline)``; ``inline`` is True when called from the thread that ran the job (which
-may then run callbacks itself).
+``running_ids``, ``problem``, ``stop``) and report each finished attempt through
+``on_done(job, outcome, inline)``; ``inline`` is True when called from the thread that ran
+the job (which may then run callbacks itself). ``problem`` says what broke when the pool
+cannot go on (the worker then stops rather than run without it).
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
-import os
-import pickle
 import queue
-import select
-import signal
-import struct
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pgwerk._execute import (
     ABORTED,
     ERROR,
     INTERRUPTED,
+    SUCCESS,
     TIMEOUT,
     Outcome,
     close_event_loop,
@@ -36,7 +29,8 @@ from pgwerk._execute import (
     stray_outcome,
 )
 from pgwerk._logging import job_fields
-from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread
+from pgwerk._process_pools import ProcessPool
+from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import Job
 
@@ -60,6 +54,7 @@ class ExecutionPool(Protocol):
     def abort(self, job_id: int) -> bool: ...
     def interrupt(self) -> list[int]: ...
     def running_ids(self) -> list[int]: ...
+    def problem(self) -> str | None: ...
     def stop(self) -> None: ...
 
 
@@ -70,7 +65,7 @@ class _Slot:
     """One job running in one thread."""
 
     __slots__ = ("job", "thread_id", "in_handler", "done", "abandoned", "deadline", "grace",
-                 "gate")
+                 "gate", "delivered")
 
     def __init__(self, job: Job, thread_id: int) -> None:
         self.job = job
@@ -84,11 +79,22 @@ class _Slot:
         self.abandoned = False
         self.deadline: Deadline | None = None
         self.grace: Deadline | None = None
+        # The first interruption raised into the handler: it decides the outcome even if
+        # the handler catches it and returns.
+        self.delivered: type[BaseException] | None = None
+
+
+_INTERRUPTION_KINDS: dict[type[BaseException], str] = {
+    JobTimeout: TIMEOUT, JobAborted: ABORTED, WorkerShutdown: INTERRUPTED,
+}
 
 
 class ThreadPool:
     """``concurrency`` threads. Time limits and aborts raise into the job's thread; a thread
-    stuck in C past the grace period is abandoned and replaced, so capacity is kept."""
+    stuck in C (or in a handler that catches the interruption and goes on) past the grace
+    period is abandoned and replaced, so capacity is kept. At most ``capacity`` abandoned
+    threads are replaced: beyond that each one costs a slot until it returns, and a pool
+    whose every thread is stuck reports itself broken (``problem``)."""
 
     kind = "thread"
 
@@ -99,9 +105,12 @@ class ThreadPool:
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running: dict[int, _Slot] = {}
-        self._pending = 0
+        # Handed to the pool, not yet taken by a thread: held by the pool all the same.
+        self._pending: dict[int, Job] = {}
         self._threads: list[threading.Thread] = []
         self._serial = 0
+        self._abandoned = 0  # threads abandoned that have not returned
+        self._owed = 0  # slots lost to abandoned threads that were not replaced
 
     def start(self) -> None:
         for _ in range(self.capacity):
@@ -115,60 +124,108 @@ class ThreadPool:
 
     def free_slots(self) -> int:
         with self._lock:
-            return self.capacity - len(self._running) - self._pending
+            return self.capacity - len(self._running) - len(self._pending) - self._owed
 
     def submit(self, job: Job) -> None:
         with self._lock:
-            self._pending += 1
+            self._pending[job.id] = job
         self._queue.put(job)
 
     def running_ids(self) -> list[int]:
         with self._lock:
-            return list(self._running)
+            return [*self._running, *self._pending]
+
+    def problem(self) -> str | None:
+        with self._lock:
+            if self.capacity and self._owed >= self.capacity:
+                return (f"every thread of the pool ({self.capacity}) is stuck in a job past its "
+                        f"timeout; the worker cannot run jobs any more")
+        return None
 
     def abort(self, job_id: int) -> bool:
         with self._lock:
             slot = self._running.get(job_id)
-        return slot is not None and self._interrupt(slot, JobAborted)
+        if slot is None or not self._interrupt(slot, JobAborted):
+            return False
+        with slot.gate:
+            if slot.grace is None and not slot.done:
+                # A handler that catches JobAborted and goes on must not stay ``aborting``.
+                slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot, ABORTED))
+        return True
 
     def interrupt(self) -> list[int]:
         with self._lock:
             slots = list(self._running.values())
+            unstarted, self._pending = list(self._pending.values()), {}
+        for job in unstarted:  # a thread taking it later skips it
+            self._report(job, Outcome(INTERRUPTED, error=(
+                "WorkerShutdown: the worker stopped before the job started")), False)
         for slot in slots:
             self._interrupt(slot, WorkerShutdown)
-        return [slot.job.id for slot in slots]
+        return [slot.job.id for slot in slots] + [job.id for job in unstarted]
 
     @staticmethod
     def _interrupt(slot: _Slot, exc_type: type[BaseException]) -> bool:
         with slot.gate:
-            return slot.in_handler and raise_in_thread(slot.thread_id, exc_type)
+            if not (slot.in_handler and raise_in_thread(slot.thread_id, exc_type)):
+                return False
+            slot.delivered = slot.delivered or exc_type
+            return True
 
     def stop(self) -> None:
-        for _ in self._threads:
+        threads = list(self._threads)
+        for _ in threads:
             self._queue.put(None)
+        # Idle threads end at once; one still in a job (put back after the drain gave up
+        # on it) is not waited for long.
+        end = time.monotonic() + 1.0
+        for thread in threads:
+            if thread is not threading.current_thread() and thread.ident is not None:
+                thread.join(max(0.0, end - time.monotonic()))
 
     def _expire(self, slot: _Slot) -> None:
         if slot.done or not self._interrupt(slot, JobTimeout):
             return
-        slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot))
+        with slot.gate:
+            if slot.grace is None:
+                slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot, TIMEOUT))
 
-    def _abandon(self, slot: _Slot) -> None:
+    def _abandon(self, slot: _Slot, kind: str) -> None:
         with self._lock:
             if slot.done:
                 return
             slot.abandoned = True
             self._running.pop(slot.job.id, None)
             self._threads = [t for t in self._threads if t.ident != slot.thread_id]
-            self._spawn()
+            self._abandoned += 1
+            replace_it = self._abandoned <= self.capacity
+            if replace_it:
+                self._spawn()
+            else:
+                self._owed += 1
+        job = slot.job
         logger.warning(
-            "job %s (%s) did not stop within %.1fs of its timeout (blocked outside Python?); "
-            "recorded as timed out, its thread is abandoned and replaced. Use pool='fork' for "
-            "code that cannot be interrupted.", slot.job.id, slot.job.function, self.grace,
-            extra=job_fields(slot.job))
-        outcome = Outcome(TIMEOUT, error=(
-            f"JobTimeout: job {slot.job.id} exceeded its timeout of {slot.job.timeout}s and did "
-            f"not stop within the {self.grace}s grace period; its thread was abandoned"))
-        self.on_done(slot.job, outcome, False)
+            "job %s (%s) did not stop within %.1fs of its %s (blocked outside Python, or it "
+            "catches the exception?); recorded as %s, its thread is abandoned%s. Use "
+            "pool='fork' for code that cannot be interrupted.", job.id, job.function,
+            self.grace, "timeout" if kind == TIMEOUT else "abort",
+            "timed out" if kind == TIMEOUT else "aborted",
+            " and replaced" if replace_it else
+            f"; {self._abandoned} threads are stuck, so it costs a slot until it returns",
+            extra=job_fields(job))
+        if kind == TIMEOUT:
+            error = (f"JobTimeout: job {job.id} exceeded its timeout of {job.timeout}s and did "
+                     f"not stop within the {self.grace}s grace period; its thread was abandoned")
+        else:
+            error = (f"JobAborted: aborted on request; job {job.id} did not stop within the "
+                     f"{self.grace}s grace period; its thread was abandoned")
+        self._report(job, Outcome(kind, error=error), False)
+
+    def _report(self, job: Job, outcome: Outcome, inline: bool) -> None:
+        try:
+            self.on_done(job, outcome, inline)
+        except Exception:
+            logger.exception("recording the outcome of job %s failed", job.id)
 
     def _work(self) -> None:
         try:
@@ -181,13 +238,16 @@ class ThreadPool:
                         return  # this thread was abandoned and replaced
                 except (JobTimeout, JobAborted, WorkerShutdown):
                     logger.debug("late interruption ignored between jobs")
+                except Exception:  # a bug of ours: this job is lost, the thread goes on
+                    logger.exception("job thread: unexpected error")
         finally:
             close_event_loop()
 
     def _run(self, job: Job) -> bool:
         slot = _Slot(job, threading.get_ident())
         with self._lock:
-            self._pending -= 1
+            if self._pending.pop(job.id, None) is None:
+                return True  # put back by ``interrupt`` before this thread got to it
             self._running[job.id] = slot
         if job.timeout:
             slot.deadline = self.watcher.add(job.timeout, lambda: self._expire(slot))
@@ -211,437 +271,38 @@ class ThreadPool:
                 abandoned = slot.abandoned
                 if not abandoned:
                     self._running.pop(job.id, None)
+            if slot.delivered is not None:
+                # It may have landed while this thread held a logging lock.
+                release_logging_locks()
         if abandoned:
             logger.warning("abandoned job %s finally returned; its late result is discarded",
                            job.id, extra=job_fields(job))
+            with self._lock:
+                self._abandoned -= 1
+                if self._owed:  # this thread takes its slot back
+                    self._owed -= 1
+                    self._threads.append(threading.current_thread())
+                    return True
             return False
-        self.on_done(job, outcome, True)
+        self._report(job, _swallowed(slot, outcome), True)
         return True
 
 
-# -- processes ----------------------------------------------------------------------------
-
-
-def _write_frame(fd: int, obj: object) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(struct.pack("!I", len(data)) + data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = os.read(fd, size)
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int) -> Any:
-    header = _read_exact(fd, 4)
-    if header is None:
-        return None
-    body = _read_exact(fd, struct.unpack("!I", header)[0])
-    return None if body is None else pickle.loads(body)
-
-
-def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
-                first: Job | None) -> None:
-    """The body of a forked child: run jobs from the pipe (or just ``first``), report each."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watcher = DeadlineWatcher(use_signal=True)
-    watcher.start()
-    main = threading.get_ident()
-    job = first
-    while True:
-        if job is None:
-            job = _read_frame(jobs_fd)
-            if job is None:
-                return
-        deadline = None
-        if job.timeout:
-            deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout),
-                                   signal_safe=True)
-        try:
-            outcome = execute(app, worker, job, functools.partial(watcher.cancel, deadline))
-        except (JobTimeout, JobAborted, WorkerShutdown) as exc:
-            outcome = stray_outcome(exc)
-        watcher.cancel(deadline)
-        _write_frame(results_fd, replace(outcome, exception=None))
-        if first is not None:
-            return
-        job = None
-
-
-# -- children die with their worker --------------------------------------------------------
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    # Resolved once in the parent: looking a symbol up in a child forked from a threaded
-    # process could wait for a loader lock some other thread held at the fork.
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
-        return None
-
-
-_prctl = _load_prctl()
-
-
-def die_with_parent(parent: int) -> None:
-    """Called first thing in a forked child: make sure it never outlives ``parent``.
-
-    A child that outlived a SIGKILLed worker would go on running a job that the sweep has
-    meanwhile handed to another worker. On Linux the kernel sends SIGKILL when the parent
-    dies (``PR_SET_PDEATHSIG``; strictly, when the parent's thread that forked the child
-    ends: pools fork only from threads that live as long as their children). The parent
-    may have died before the request was made, so the parent pid is checked after it.
-    Elsewhere a thread checks the parent pid twice a second.
-    """
-    if _prctl is not None and _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-        if os.getppid() != parent:
-            os._exit(1)
-        return
-    threading.Thread(target=_watch_parent, args=(parent,), name="pgwerk-parent-watch",
-                     daemon=True).start()
-
-
-def _watch_parent(parent: int) -> None:  # pragma: no cover - only without prctl
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-class _Child:
-    """One forked process and the pipes to it."""
-
-    def __init__(self, pool: ProcessPool, first: Job | None) -> None:
-        jobs_r, jobs_w = os.pipe()
-        results_r, results_w = os.pipe()
-        parent = os.getpid()
-        with warnings.catch_warnings():
-            # Python 3.12+ warns about fork in a threaded process; the child only runs the
-            # job and pgwerk never touches locks or connections inherited from the parent.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                die_with_parent(parent)
-                os.close(jobs_w)
-                os.close(results_r)
-                # Pipes of the siblings forked before this child: holding their write ends
-                # would keep them from ever seeing EOF on their job pipe (and so exiting).
-                for sibling in [*pool._idle, *pool._busy.values(), *pool._dead,
-                                *pool._retiring]:
-                    if {sibling.jobs_fd, sibling.results_fd} & {jobs_r, results_w}:
-                        continue  # a number reused for this child's own pipes
-                    sibling.close()
-                _child_main(pool.app, pool.worker, jobs_r, results_w, first)
-            except BaseException:
-                logger.exception("pgwerk child process failed")
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(jobs_r)
-        os.close(results_w)
-        self.pid = pid
-        self.jobs_fd: int = jobs_w
-        self.results_fd: int = results_r
-        self.job: Job | None = first
-        self.kill_reason: str | None = None
-        self.deadline: Deadline | None = None
-
-    def exit_description(self, patience: float = 0.0) -> str:
-        """Reap the child and say how it ended. With ``patience``, a child still running
-        after that many seconds is killed first (one that closed its pipe but hangs)."""
-        end = time.monotonic() + patience
-        try:
-            while True:
-                pid, status = os.waitpid(self.pid, os.WNOHANG if patience else 0)
-                if pid:
-                    break
-                if time.monotonic() >= end:
-                    os.kill(self.pid, signal.SIGKILL)
-                    _, status = os.waitpid(self.pid, 0)
-                    break
-                time.sleep(0.005)
-        except ChildProcessError:
-            return "the child process vanished"
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            return f"the child process was killed by signal {signal.Signals(sig).name}"
-        return f"the child process exited with code {os.WEXITSTATUS(status)}"
-
-    def close(self) -> None:
-        # Forget the numbers before closing them: a child forked meanwhile (which closes
-        # the pipes of its siblings) must never see a number the OS may already reuse.
-        fds, self.jobs_fd, self.results_fd = (self.jobs_fd, self.results_fd), -1, -1
-        for fd in fds:
-            if fd < 0:
-                continue
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-class ProcessPool:
-    """Handlers in forked processes. ``persistent=False`` (``pool="fork"``) forks a fresh
-    child per job; ``persistent=True`` (``pool="process"``) keeps ``capacity`` children and
-    sends them jobs. A time limit raises ``JobTimeout`` in the child (SIGALRM), then the
-    parent kills it with SIGKILL after the grace period; abort kills the child at once.
-
-    Children die unexpectedly (the OOM killer, an operator's ``kill``): the reader thread
-    watches idle children too, and reaps and replaces one that dies. A job handed to a
-    child that died unseen goes to a fresh child; a child that dies while running a job
-    ends that job as failed. Only the reader thread closes a child's pipes while the pool
-    runs, so the descriptors it waits on are never closed under it.
-    """
-
-    def __init__(self, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,
-                 grace: float, on_done: OnDone, persistent: bool) -> None:
-        self.kind = "process" if persistent else "fork"
-        self.app, self.worker, self.capacity = app, worker, capacity
-        self.watcher, self.grace, self.on_done = watcher, grace, on_done
-        self.persistent = persistent
-        self._lock = threading.Lock()
-        self._idle: list[_Child] = []
-        self._busy: dict[int, _Child] = {}
-        # Children found dead by ``submit`` and jobs it could not start: the reader thread
-        # buries the former and reports the latter (``on_done`` must not run in ``submit``,
-        # whose caller holds the worker's dispatch lock).
-        self._dead: list[_Child] = []
-        self._rejected: list[tuple[Job, Outcome]] = []
-        self._retiring: list[_Child] = []
-        self._stopping = False
-        self._reader = threading.Thread(target=self._read_results, name="pgwerk-children",
-                                        daemon=True)
-        self._wake_r, self._wake_w = os.pipe()
-
-    def start(self) -> None:
-        if self.persistent:
-            while len(self._idle) + len(self._busy) < self.capacity:
-                self._idle.append(_Child(self, None))
-        self._reader.start()
-
-    def child_pids(self) -> list[int]:
-        """Pids of the pool's children, idle and busy."""
-        with self._lock:
-            return [c.pid for c in [*self._idle, *self._busy.values()]]
-
-    def free_slots(self) -> int:
-        with self._lock:
-            return self.capacity - len(self._busy)
-
-    def running_ids(self) -> list[int]:
-        with self._lock:
-            return list(self._busy)
-
-    def submit(self, job: Job) -> None:
-        try:
-            child = self._hand_over(job)
-        except OSError as exc:  # no fork or no pipe to be had (EAGAIN, ENOMEM, EMFILE)
-            logger.error("job %s: cannot start a child process: %s", job.id, exc)
-            with self._lock:
-                self._rejected.append((job, Outcome(ERROR, error=(
-                    f"pgwerk: job {job.id} could not be started in a child process: {exc}"))))
-            self._wake()
-            return
-        if job.timeout:
-            child.deadline = self.watcher.add(job.timeout + self.grace,
-                                              lambda: self._kill(job.id, TIMEOUT))
-        self._wake()
-
-    def _hand_over(self, job: Job) -> _Child:
-        with self._lock:
-            if not self.persistent:
-                child = _Child(self, job)
-            else:
-                child = self._send_to_idle(job) or self._send_to_fresh(job)
-            self._busy[job.id] = child
-        return child
-
-    def _send_to_idle(self, job: Job) -> _Child | None:
-        while self._idle:
-            child = self._idle.pop()
-            try:
-                _write_frame(child.jobs_fd, job)
-            except OSError as exc:  # it died while idle, before the reader noticed
-                logger.warning("child process %s died while idle (%s); job %s goes to "
-                               "another", child.pid, exc, job.id)
-                self._dead.append(child)
-                continue
-            child.job = job
-            return child
-        return None
-
-    def _send_to_fresh(self, job: Job) -> _Child:
-        child = _Child(self, None)
-        try:
-            _write_frame(child.jobs_fd, job)
-        except OSError:
-            self._dead.append(child)
-            raise
-        child.job = job
-        return child
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:  # pragma: no cover - the reader has plenty of wake-ups
-            pass
-
-    def abort(self, job_id: int) -> bool:
-        return self._kill(job_id, ABORTED)
-
-    def interrupt(self) -> list[int]:
-        ids = self.running_ids()
-        for job_id in ids:
-            self._kill(job_id, INTERRUPTED)
-        return ids
-
-    def _kill(self, job_id: int, reason: str) -> bool:
-        with self._lock:
-            child = self._busy.get(job_id)
-            if child is None or child.kill_reason is not None:
-                return False
-            child.kill_reason = reason
-        try:
-            os.kill(child.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            idle, self._idle = self._idle, []
-            if self._reader.is_alive():  # it closes and reaps them (it may be watching them)
-                self._retiring.extend(idle)
-                idle = []
-            else:
-                idle += self._dead
-                self._dead = []
-        self._wake()
-        if idle:
-            self._retire(idle)
-        elif self._reader.is_alive():
-            self._reader.join(timeout=5.0)
-
-    @staticmethod
-    def _retire(children: list[_Child]) -> None:
-        for child in children:
-            child.close()  # EOF on its job pipe: the child exits
-        for child in children:
-            child.exit_description(patience=2.0)
-
-    # -- the reader thread ------------------------------------------------------------------
-
-    def _read_results(self) -> None:
-        while True:
-            with self._lock:
-                if self._stopping and not self._busy and not self._rejected:
-                    break
-                dead, self._dead = self._dead, []
-                rejected, self._rejected = self._rejected, []
-                retiring, self._retiring = self._retiring, []
-                watched = {c.results_fd: c for c in [*self._idle, *self._busy.values()]}
-            self._retire(retiring)
-            for child in dead:
-                self._bury(child, replace=False)
-            for job, outcome in rejected:
-                self._report(job, outcome)
-            ready, _, _ = select.select([self._wake_r, *watched], [], [], 1.0)
-            for fd in ready:
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 4096)
-                else:
-                    self._on_readable(watched[fd])
-        with self._lock:
-            dead, self._dead = self._dead, []
-            retiring, self._retiring = self._retiring, []
-        self._retire(retiring)
-        for child in dead:
-            self._bury(child, replace=False)
-
-    def _on_readable(self, child: _Child) -> None:
-        with self._lock:
-            idle = child in self._idle
-            if idle:
-                self._idle.remove(child)
-            busy = child.job is not None and self._busy.get(child.job.id) is child
-        if idle:  # an idle child has nothing to say: it died
-            self._bury(child, replace=True)
-        elif busy:
-            self._collect(child)
-        # else: submit found it dead meanwhile; it is buried from ``_dead``.
-
-    def _bury(self, child: _Child, replace: bool) -> None:
-        """Reap a child that died (or misbehaved) outside a job; replace it if idle."""
-        cause = child.exit_description(patience=1.0)
-        child.close()
-        logger.warning("child process %s of the %s pool ended while idle: %s", child.pid,
-                       self.kind, cause)
-        if not replace:
-            return
-        with self._lock:
-            if self._stopping or len(self._idle) + len(self._busy) >= self.capacity:
-                return
-            try:
-                self._idle.append(_Child(self, None))
-            except OSError as exc:  # submit forks one when it needs it
-                logger.error("cannot replace the child process: %s", exc)
-
-    def _collect(self, child: _Child) -> None:
-        try:
-            outcome = _read_frame(child.results_fd)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            outcome = None
-        job = child.job
-        assert job is not None
-        self.watcher.cancel(child.deadline)
-        child.deadline = None
-        alive = outcome is not None and self.persistent and child.kill_reason is None
-        if outcome is None:
-            cause = child.exit_description()
-            child.close()
-            outcome = self._death_outcome(job, child.kill_reason, cause)
-        elif not self.persistent:
-            child.exit_description()
-            child.close()
-        with self._lock:
-            self._busy.pop(job.id, None)
-            if alive and not self._stopping:
-                child.job = None
-                self._idle.append(child)
-            elif alive:
-                child.close()
-                child.exit_description()
-        self._report(job, outcome)
-
-    def _report(self, job: Job, outcome: Outcome) -> None:
-        self.on_done(job, outcome, False)
-
-    def _death_outcome(self, job: Job, reason: str | None, cause: str) -> Outcome:
-        if reason == TIMEOUT:
-            return Outcome(TIMEOUT, error=(
-                f"JobTimeout: job {job.id} exceeded its timeout of {job.timeout}s and was "
-                f"killed after a {self.grace}s grace period ({cause})"))
-        if reason == ABORTED:
-            return Outcome(ABORTED, error=f"JobAborted: aborted on request ({cause})")
-        if reason == INTERRUPTED:
-            return Outcome(INTERRUPTED, error=f"WorkerShutdown: the worker stopped ({cause})")
-        return Outcome(ERROR, error=f"pgwerk: {cause} while running job {job.id}")
+def _swallowed(slot: _Slot, outcome: Outcome) -> Outcome:
+    """The outcome of a handler that caught the interruption raised into it and returned
+    (or raised something else): the attempt still ended as the interruption said."""
+    if slot.delivered is None or outcome.kind not in (SUCCESS, ERROR):
+        return outcome
+    job, name = slot.job, slot.delivered.__name__
+    kind = _INTERRUPTION_KINDS[slot.delivered]
+    how = "returned" if outcome.kind == SUCCESS else "raised another error"
+    cause = {TIMEOUT: f"job {job.id} exceeded its timeout of {job.timeout}s",
+             ABORTED: "aborted on request",
+             INTERRUPTED: "the worker stopped"}[kind]
+    error = f"{name}: {cause}; the handler caught {name} and {how}"
+    if outcome.kind == ERROR and outcome.error:
+        error = f"{error}:\n{outcome.error}"
+    return Outcome(kind, error=error, duration=outcome.duration)
 
 
 def make_pool(kind: str, app: Werk, worker: Worker, capacity: int, watcher: DeadlineWatcher,

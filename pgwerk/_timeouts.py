@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,28 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
         return False
     return bool(done)
+
+
+def release_logging_locks() -> None:
+    """Release the ``logging`` locks this thread still holds after an interruption.
+
+    An exception raised into a thread lands between two bytecodes, which may be just after
+    ``Handler.acquire`` took a handler's lock and before the ``try`` that releases it: the
+    lock then stays held and every other thread blocks on its next log line. Call this in
+    the interrupted thread once the interrupted code has unwound, when it can no longer
+    hold such a lock legitimately. Locks of other libraries cannot be repaired this way.
+    """
+    locks: list[Any] = [getattr(logging, "_lock", None)]
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if handler is not None:
+            locks.append(handler.lock)
+    for lock in locks:
+        owned = getattr(lock, "_is_owned", None)
+        if owned is not None and owned():
+            lock._release_save()  # every level of the re-entrant lock
+            logger.warning("an interruption left a logging lock held by this thread; "
+                           "released it")
 
 
 class Deadline:
@@ -62,7 +85,9 @@ class Deadline:
         self.fired = True
         try:
             self.action()
-        except Exception:
+        except Exception:  # one bad action must not end the watcher
+            # Not BaseException: in a forked child the alarm handler raises JobTimeout
+            # into its own (main) thread, and that must reach the job's code.
             logger.exception("deadline action failed")
 
 
@@ -88,18 +113,36 @@ class DeadlineWatcher:
         self._previous_handler: object = None
         self._handed: queue.SimpleQueue[Deadline | None] = queue.SimpleQueue()
         self._runner: threading.Thread | None = None
+        self._failure: str | None = None
 
     def start(self) -> None:
         self._running = True
         if self.use_signal:
-            self._runner = threading.Thread(target=self._run_handed, name="pgwerk-deadlines",
-                                            daemon=True)
+            self._runner = threading.Thread(target=self._supervise, args=(self._run_handed,),
+                                            name="pgwerk-deadlines", daemon=True)
             self._runner.start()
             self._previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
         else:
-            self._thread = threading.Thread(target=self._watch, name="pgwerk-deadlines",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._supervise, args=(self._watch,),
+                                            name="pgwerk-deadlines", daemon=True)
             self._thread.start()
+
+    def problem(self) -> str | None:
+        """What went wrong with the watcher's thread, if it died: without it time limits
+        go unenforced, so the worker must not carry on."""
+        if self._failure is not None:
+            return self._failure
+        thread = self._runner if self.use_signal else self._thread
+        if self._running and thread is not None and not thread.is_alive():
+            return "the deadline watcher thread ended unexpectedly"
+        return None
+
+    def _supervise(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: B036 - whatever it was, the worker must know
+            self._failure = f"the deadline watcher thread died: {exc!r}"
+            logger.critical("%s", self._failure, exc_info=True)
 
     def stop(self) -> None:
         with self._lock:
@@ -150,6 +193,14 @@ class DeadlineWatcher:
         signal.setitimer(signal.ITIMER_REAL, first, _SAFETY_TICK)
 
     def _on_alarm(self, signum: int, frame: object) -> None:
+        # An exception from here would surface in whatever the main thread was doing
+        # (the worker's claim loop): recorded instead, so the worker stops cleanly.
+        try:
+            self._fire_due()
+        except Exception as exc:
+            self._failure = f"the deadline alarm handler failed: {exc!r}"
+
+    def _fire_due(self) -> None:
         # Runs in the main thread between two bytecodes; it must not take self._lock,
         # which the interrupted code may hold. It reads the immutable snapshot instead.
         now = time.monotonic()

@@ -38,7 +38,7 @@ from pgwerk._heartbeat import UNREACHABLE, Heartbeat, registration
 from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
-from pgwerk._timeouts import DeadlineWatcher, raise_in_thread
+from pgwerk._timeouts import DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk._validate import integer, is_int
 from pgwerk.app import Werk
 from pgwerk.exceptions import JobTimeout, WorkerFailed
@@ -88,8 +88,9 @@ class Worker:
         before_process / after_process: hooks called with the ``Context`` around each job.
         on_exception: callables called with the ``Context`` (``ctx.exception`` set) when a
             handler raises.
-        timeout_grace: seconds a job may overrun its ``_timeout`` before its thread is
-            abandoned (thread pool) or its child is killed (fork/process pools).
+        timeout_grace: seconds a job may overrun its ``_timeout`` (or go on after an
+            abort) before its thread is abandoned (thread pool) or its child is killed
+            (fork/process pools).
         name: worker id prefix (default: host name).
         prefetch: jobs a worker may claim beyond its free slots and hold until a slot
             frees. ``"auto"`` (the default) holds about as many as this worker starts
@@ -219,6 +220,7 @@ class Worker:
         self._failure: str | None = None
         self._lock = threading.Lock()
         self.processed = 0
+        self._registered = False
 
     def __repr__(self) -> str:
         return f"<Worker {self.id} queues={self.queues} pool={self.pool_kind}x{self.concurrency}>"
@@ -238,7 +240,11 @@ class Worker:
         main = threading.current_thread() is threading.main_thread()
         previous = self._install_signal_handlers() if main else {}
         try:
-            self._start()
+            try:
+                self._start()
+            except BaseException:
+                self._undo_start()
+                raise
             try:
                 self._loop()
             finally:
@@ -289,17 +295,60 @@ class Worker:
 
     def _register(self) -> None:
         self.app.fetch("worker_register", registration(self))
+        self._registered = True
 
-    def _check_parts(self) -> None:
-        """A background loop that died stops the worker (``run()`` then raises)."""
-        parts = {"completion writer": self._completions.is_alive(),
-                 "heartbeat": self._heartbeat.is_alive(),
-                 "sweep": self._sweeper is not None and self._sweeper.is_alive()}
-        dead = [name for name, alive in parts.items() if not alive]
-        if dead and self._failure is None:
-            self._failure = f"the worker's {' and '.join(dead)} thread died; stopping"
-            logger.critical("%s (see the error logged above)", self._failure)
-            self.stop(now=True)
+    # -- a start that failed halfway, and parts that died ----------------------------------
+
+    def _check_parts(self) -> bool:
+        """Whether a part the worker cannot run without died (a background thread, the
+        deadline watcher, every thread of the pool): said once; the worker then drains and
+        ``run()`` raises ``WorkerFailed``."""
+        if self._failure is None:
+            threads = {"completion writer": self._completions.is_alive(),
+                       "heartbeat": self._heartbeat.is_alive(),
+                       "sweep": self._sweeper is not None and self._sweeper.is_alive()}
+            dead = [name for name, alive in threads.items() if not alive]
+            problems = [part.problem() for part in (self._watcher, self._pool)
+                        if part is not None]
+            if dead:
+                self._failure = f"the worker's {' and '.join(dead)} thread died"
+            elif any(problems):
+                self._failure = next(p for p in problems if p)
+            if self._failure is not None:
+                logger.critical("worker %s: %s; stopping (see the errors logged above)",
+                                self.id, self._failure)
+        return self._failure is not None
+
+    def _undo_start(self) -> None:
+        """Stop whatever a failed ``_start`` had started: no thread, child process or signal
+        handler of this worker outlives ``run``. Each step is tried on its own."""
+        steps: list[tuple[str, Callable[[], object]]] = []
+        if self._pool is not None:
+            steps.append(("stop the execution pool", self._pool.stop))
+        steps.append(("unsubscribe", lambda: self.app.listener.unsubscribe(
+            self._on_notification)))
+        if self._completions.started():
+            steps.append(("stop the completion writer", self._completions.stop))
+        if self._heartbeat.started():
+            steps.append(("stop the heartbeat", self._heartbeat.stop))
+        if self._sweeper is not None:
+            sweeper = self._sweeper
+
+            def stop_sweep() -> None:
+                self._sweep_stop.set()
+                sweeper.join(timeout=5.0)
+
+            steps.append(("stop the sweep", stop_sweep))
+        if self._registered:
+            steps.append(("unregister", lambda: self.app.fetch(
+                "worker_unregister", {"id": self.id})))
+        if self._watcher is not None:
+            steps.append(("stop the deadline watcher", self._watcher.stop))
+        for what, step in steps:
+            try:
+                step()
+            except Exception:
+                logger.exception("worker %s failed to start; could not %s", self.id, what)
 
     def _drain(self) -> None:
         pool = self._pool
@@ -352,8 +401,9 @@ class Worker:
         assert pool is not None
         failures = 0
         while not self._stopping.is_set():
+            if self._check_parts():
+                break
             self._wake.clear()
-            self._check_parts()
             self._dispatch()
             free = pool.free_slots()
             self._give_back_stale_holds(free)
@@ -586,6 +636,8 @@ class Worker:
                            extra=job_fields(job, self.id))
         finally:
             self._watcher.cancel(deadline)
+            if deadline is not None and deadline.fired:
+                release_logging_locks()  # the timeout may have landed inside one
 
     def stopped_at_shutdown(self, job: Job) -> None:
         """A job asked to abort was put back at shutdown and so ended ``aborted``: its

@@ -4,19 +4,51 @@ unseen runs on a fresh one. A child that dies while running a job fails that job
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
 
+import pytest
+
 from pgwerk import JobStatus, Werk, Worker
 from pgwerk._execute import Outcome
-from pgwerk._pools import ProcessPool, _Child
+from pgwerk._process_pools import ProcessPool, _Child
 from pgwerk._timeouts import DeadlineWatcher
 from pgwerk.job import Job
 from tests import worker_jobs
 from tests.helpers import eventually
-from tests.process_support import children_of, kill_quietly, process_gone
-from tests.worker_support import WorkerThread, wait_status
+from tests.process_support import kill_quietly, process_gone
+from tests.worker_support import (
+    WorkerThread,
+    create_events_table,
+    events,
+    running_worker,
+    wait_status,
+)
+
+
+def _open_pipes() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+        except FileNotFoundError:  # closed meanwhile
+            pass
+    return count
+
+
+def _pool_of(runner: WorkerThread) -> ProcessPool:
+    pool = runner.worker._pool
+    assert isinstance(pool, ProcessPool)
+    return pool
+
+
+def _live_children(runner: WorkerThread) -> list[int]:
+    """The pids of the two children of the worker's process pool."""
+    pids = _pool_of(runner).child_pids()
+    assert len(pids) == 2 and not any(process_gone(pid) for pid in pids)
+    return pids
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -26,25 +58,18 @@ def _kill_all(pids: list[int]) -> None:
                message="the children dying")
 
 
-def _pool_children(others: set[int]) -> list[int] | None:
-    """The pool's two children: this process's children but those it had before (other
-    tests' helpers may still be running)."""
-    mine = [pid for pid in children_of(os.getpid()) if pid not in others]
-    return mine if len(mine) == 2 else None
-
-
 def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
-    others = set(children_of(os.getpid()))
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        before = eventually(lambda: _pool_children(others), timeout=15, message="two children")
+        before = _live_children(runner)
         _kill_all(before)
 
         def replaced() -> list[int] | None:
-            now = _pool_children(others)
-            return now if now and not set(now) & set(before) else None
+            now = _pool_of(runner).child_pids()
+            fresh = len(now) == 2 and not set(now) & set(before)
+            return now if fresh and not any(process_gone(pid) for pid in now) else None
 
-        eventually(replaced, timeout=15, message="two fresh children")
+        eventually(replaced, timeout=5, message="two fresh children")
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
                 for j in jobs if j] == [0, 2, 4, 6]
@@ -53,11 +78,9 @@ def test_process_pool__killed_idle_children_are_replaced(app: Werk) -> None:
 
 
 def test_process_pool__a_job_sent_right_after_its_children_died_still_runs(app: Werk) -> None:
-    others = set(children_of(os.getpid()))
     runner = WorkerThread(app, pool="process", concurrency=2).start()
     try:
-        children = eventually(lambda: _pool_children(others), timeout=15,
-                              message="two children")
+        children = _live_children(runner)
         _kill_all(children)
         jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]  # no wait: a race
         assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
@@ -96,4 +119,73 @@ def test_process_pool__submit_to_a_dead_idle_child_runs_the_job_on_a_fresh_one(
     finally:
         pool.stop()
         watcher.stop()
-        kill_quietly(children_of(os.getpid()))
+        kill_quietly([dead.pid])
+
+
+def test_process_pool__a_busy_child_killed_from_outside_fails_its_job_only(app: Werk) -> None:
+    create_events_table(app)
+    runner = WorkerThread(app, pool="process", concurrency=1).start()
+    try:
+        job = app.enqueue(worker_jobs.block_first_attempt, seconds=30)
+        assert job is not None
+        [attempt] = eventually(lambda: events(app, "attempt", job.id), timeout=10)
+        os.kill(attempt["pid"], signal.SIGKILL)
+        failed = wait_status(app, job, JobStatus.Failed, timeout=10)
+        assert f"killed by signal SIGKILL while running job {job.id}" in (failed.error or "")
+        later = app.enqueue(worker_jobs.double, 5)
+        assert later is not None
+        assert wait_status(app, later, JobStatus.Complete, timeout=10).result == 10
+    finally:
+        runner.stop(now=True)
+
+
+def test_process_pool__works_when_its_pipes_are_numbered_past_1024(app: Werk) -> None:
+    # A process with many open files (connections, logs): select() could not watch the
+    # children's pipes any more.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.fail(f"this test needs a file limit of at least 1200, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = []
+    try:
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            filler.append(fd)
+            if fd >= 1030:
+                break
+        with running_worker(app, pool="process", concurrency=2):
+            jobs = [app.enqueue(worker_jobs.double, i) for i in range(4)]
+            assert [wait_status(app, j, JobStatus.Complete, timeout=10).result
+                    for j in jobs if j] == [0, 2, 4, 6]
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_fork_pool__a_job_that_cannot_get_a_child_fails_and_the_worker_goes_on(
+        app: Werk, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fork = os.fork
+    no_fork = threading.Event()
+
+    def fork() -> int:  # as under a process limit or without memory
+        if no_fork.is_set():
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    no_fork.set()
+    with running_worker(app, pool="fork", concurrency=1):
+        pipes = _open_pipes()
+        job = app.enqueue(worker_jobs.double, 2)
+        assert job is not None
+        failed = wait_status(app, job, JobStatus.Failed, timeout=10)
+        assert _open_pipes() == pipes, "the pipes made for the child were left open"
+        assert "could not be started in a child process" in (failed.error or "")
+        assert "Resource temporarily unavailable" in (failed.error or "")
+        no_fork.clear()
+        later = app.enqueue(worker_jobs.double, 3)
+        assert later is not None
+        assert wait_status(app, later, JobStatus.Complete, timeout=10).result == 6
