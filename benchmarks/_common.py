@@ -326,7 +326,7 @@ def facts_markdown(machine: dict[str, str], server: dict[str, str],
         f"- PostgreSQL: {server['version'].split(' on ')[0]} at {server.get('host')} "
         f"(same host)\n"
         f"- Settings: {settings}\n"
-        f"- pgwerk: {source.get('path')} @ {source.get('commit', '?')}\n"
+        f"- pgwerk: {source.get('version', '?')} at commit {source.get('commit', '?')}\n"
     )
 
 

@@ -127,13 +127,18 @@ def burn_down(dsn: str, count: int, concurrency: int, pool: str = "thread",
 
 
 def connections(dsn: str, application_name: str) -> dict[str, float]:
-    """Connections a process holds, by what they do: LISTEN or pooled."""
+    """Connections a process holds, by what they do: LISTEN, the worker's heartbeat
+    (``<name>:heartbeat``) or pooled."""
     with connect(dsn) as conn:
         rows = conn.execute(
             "SELECT query LIKE 'LISTEN %%' AS listen FROM pg_stat_activity "
             "WHERE application_name = %s", [application_name]).fetchall()
+        beats = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            [f"{application_name}:heartbeat"]).fetchone()
     listen = sum(1 for r in rows if r[0])
-    return {"pooled": float(len(rows) - listen), "listen": float(listen)}
+    return {"pooled": float(len(rows) - listen), "listen": float(listen),
+            "heartbeat": float(beats[0] if beats else 0)}
 
 
 def _wait_done(dsn: str, schema: str, count: int, timeout: float) -> None:
@@ -186,6 +191,7 @@ def latency_and_footprint(dsn: str, count: int, gap: float, load: int) -> dict[s
     return {
         "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
         "idle_pooled": fresh["pooled"], "idle_listen": fresh["listen"], "idle_rss_mb": fresh_rss,
+        "idle_heartbeat": fresh["heartbeat"],
         "loaded_pooled": loaded["pooled"], "loaded_listen": loaded["listen"],
         "loaded_rss_mb": loaded_rss,
     }

@@ -133,6 +133,8 @@ def rows(s: Sizes) -> list[Row]:
             target="<= 3", check=lambda v, p: v <= 3),
         Row("idle worker c=8: LISTEN connections", "latency", "idle_listen", "conns",
             target="<= 1", check=lambda v, p: v <= 1),
+        Row("idle worker c=8: heartbeat connection", "latency", "idle_heartbeat", "conns",
+            target="<= 1", check=lambda v, p: v <= 1),
         Row(f"idle worker c=8 after {s.load:,} jobs: pooled conns", "latency", "loaded_pooled",
             "conns", target="<= 3", check=lambda v, p: v <= 3),
         Row("idle worker c=8: RSS", "latency", "idle_rss_mb", "MB",
@@ -270,8 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         f"raw SQL), then the median of those ratios.\n\n"
         + facts_markdown(machine, server, source)
         + f"- Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
-        f"after: {' / '.join(f'{x:.1f}' for x in load_after)} (2 cores: anything above ~1 "
-        f"before the run is someone else's work)\n\n"
+        f"after: {' / '.join(f'{x:.1f}' for x in load_after)} ({os.cpu_count()} cores: "
+        f"anything well above that before the run is someone else's work)\n\n"
         + table_markdown(header, lines) + "\n\n"
         "<details><summary>All numbers (client CPU per job, worker CPU per job, jobs per "
         "claim and per completion batch, connections)</summary>\n\n"

@@ -243,12 +243,15 @@ class Database:
             ),
         )
 
-    def connect_direct(self, what: str = "connect",
-                       deadline: float | None = None) -> psycopg.Connection[Row]:
-        """A dedicated autocommit connection outside the pool (LISTEN, advisory locks)."""
+    def connect_direct(self, what: str = "connect", deadline: float | None = None,
+                       role: str | None = None) -> psycopg.Connection[Row]:
+        """A dedicated autocommit connection outside the pool (LISTEN, advisory locks, the
+        heartbeat); ``role`` is appended to its ``application_name`` (``pgwerk:heartbeat``)."""
 
         def connect() -> psycopg.Connection[Row]:
             kwargs = self.connect_kwargs()
+            if role:
+                kwargs["application_name"] = f"{kwargs['application_name']}:{role}"[:63]
             if deadline is not None:  # libpq counts whole seconds, and at least 2
                 left = deadline - time.monotonic()
                 kwargs["connect_timeout"] = max(2, min(kwargs["connect_timeout"], int(left)))

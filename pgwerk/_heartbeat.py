@@ -95,7 +95,7 @@ class Heartbeat:
     def _connection(self) -> psycopg.Connection[Row]:
         conn = self._conn
         if conn is None or conn.closed:
-            conn = self.app.db.connect_direct("heartbeat")
+            conn = self.app.db.connect_direct("heartbeat", role="heartbeat")
             self._conn = conn
         return conn
 
