@@ -54,6 +54,7 @@ from pgwerk._db import redact_dsn
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
 from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
+from pgwerk.exceptions import WorkerFailed
 from pgwerk.job import TERMINAL_STATUSES, EnqueueParams, Job, JobStatus
 from pgwerk.options import build_spec
 
@@ -141,6 +142,8 @@ def worker_command(app: str, queues: list[str], concurrency: int, pool: str, bur
         cron_thread = run_in_thread(cron_scheduler)
     try:
         worker.run()
+    except WorkerFailed as exc:  # already logged where it happened: one line, exit 1
+        raise CliError(f"worker stopped: {exc}") from None
     finally:
         if cron_scheduler is not None and cron_thread is not None:
             cron_scheduler.stop()
