@@ -14,7 +14,8 @@ SELECT current_setting('max_connections')::int AS max_connections,
     (SELECT count(*) FROM pg_stat_activity
      WHERE backend_type = 'client backend' AND application_name LIKE %(app_name)s)::int
         AS app_connections,
-    inet_server_port() AS server_port,
+    -- Over a Unix socket inet_server_port() is NULL; the socket's name holds the port.
+    coalesce(inet_server_port(), current_setting('port')::int) AS server_port,
     pg_backend_pid() AS pid,
     current_setting('server_version') AS version;
 
