@@ -237,10 +237,13 @@ class ThreadPool:
                     if not self._run(job):
                         return  # this thread was abandoned and replaced
                 except (JobTimeout, JobAborted, WorkerShutdown):
+                    # It may have landed inside a log call, after the lock was taken.
+                    release_logging_locks()
                     logger.debug("late interruption ignored between jobs")
                 except Exception:  # a bug of ours: this job is lost, the thread goes on
                     logger.exception("job thread: unexpected error")
         finally:
+            release_logging_locks()  # a thread that ends holds no logging lock legitimately
             close_event_loop()
 
     def _run(self, job: Job) -> bool:

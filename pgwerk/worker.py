@@ -41,7 +41,7 @@ from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk._validate import integer, is_int
 from pgwerk.app import Werk
-from pgwerk.exceptions import JobTimeout, WorkerFailed
+from pgwerk.exceptions import JobAborted, JobTimeout, WorkerFailed, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 from pgwerk.options import seconds
 
@@ -619,7 +619,10 @@ class Worker:
                              exception: BaseException | None) -> None:
         try:
             self._run_callback(job, ref, exception)
+        except (JobTimeout, JobAborted, WorkerShutdown):
+            pass  # a late interruption of the callback's time limit: it has ended anyway
         finally:
+            release_logging_locks()  # a thread that ends holds no logging lock legitimately
             close_event_loop()
 
     def _run_callback(self, job: Job, ref: CallbackRef, exception: BaseException | None) -> None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def process_state(pid: int) -> str | None:
@@ -50,3 +56,25 @@ def kill_quietly(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def ran_alone(request: pytest.FixtureRequest, timeout: float = 100.0) -> bool:
+    """Run the calling test again, alone, in a fresh pytest process, and return True once
+    it passed there; inside that process return False so the test's body runs.
+
+    For tests that provoke what may poison a process for good (threads interrupted inside
+    library locks, threads abandoned while they still run): whatever they leave behind
+    dies with their own process instead of hanging the tests that come after them.
+    """
+    node = request.node.nodeid
+    if os.environ.get("PGWERK_TEST_ALONE") == node:
+        return False
+    env = {**os.environ, "PGWERK_TEST_ALONE": node}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", node, "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-W", "ignore::pytest.PytestUnraisableExceptionWarning"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{node} failed in its own process:\n{result.stdout}\n{result.stderr}")
+    return True

@@ -23,6 +23,7 @@ from pgwerk import Callback, JobStatus, Werk
 from pgwerk._pools import ThreadPool
 from tests import pool_jobs
 from tests.helpers import eventually
+from tests.process_support import ran_alone
 from tests.worker_support import (
     WorkerThread,
     create_events_table,
@@ -51,7 +52,10 @@ def _lock_is_free(lock: threading.RLock | None) -> bool:
 # runs in the job's thread), where Python reports it as unraisable and drops it: the
 # handler then runs on until the grace period abandons its thread.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_thread_pool__timeouts_landing_in_logging_leave_no_lock_held(app: Werk) -> None:
+def test_thread_pool__timeouts_landing_in_logging_leave_no_lock_held(
+        app: Werk, request: pytest.FixtureRequest) -> None:
+    if ran_alone(request):
+        return
     with running_worker(app, concurrency=2, timeout_grace=0.3):
         jobs = [app.enqueue(pool_jobs.log_in_a_loop, seconds=2, _timeout=0.02)
                 for _ in range(60)]
@@ -68,7 +72,9 @@ def test_thread_pool__timeouts_landing_in_logging_leave_no_lock_held(app: Werk) 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_thread_pool__callback_timeouts_landing_in_logging_leave_no_lock_held(
-        app: Werk) -> None:
+        app: Werk, request: pytest.FixtureRequest) -> None:
+    if ran_alone(request):
+        return
     callback = Callback(pool_jobs.log_in_a_loop_callback, timeout=0.02)
     with running_worker(app, concurrency=2, timeout_grace=0.3):
         jobs = [app.enqueue(pool_jobs.log_once, f"job {i}", _on_success=callback)
