@@ -51,7 +51,7 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Do not use the `random` module inside strategies")
 
 TERMINAL = sorted(s.value for s in TERMINAL_STATUSES)
-PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -175,7 +175,8 @@ def drain(app: Werk, ids: list[int], timeout: float = 60.0,
     runner = WorkerThread(app, **options).start()
     try:
         def all_ended() -> bool:
-            assert runner.thread.is_alive(), f"the worker stopped: {runner.error!r}"
+            if not runner.thread.is_alive():  # the drain's worker never leaves by itself
+                raise RuntimeError(f"the worker stopped: {runner.error!r}")
             bring_forward(app)
             rows = query(app, "SELECT id, status FROM {jobs} WHERE id = ANY(%s)"
                               " AND NOT status = ANY(%s)", [ids, TERMINAL])
@@ -594,9 +595,17 @@ def run_worker_with(make_app: MakeApp, name: str, value: Any) -> None:
     job = app.enqueue(jobs.add, 1, 2, _queue=queue)
     assert job is not None
     runner = WorkerThread(app, **options).start()
+
+    def complete() -> bool:
+        alive = runner.thread.is_alive()  # a burst worker leaves once the job is recorded
+        if app.get_job(job.id).status.value == "complete":
+            return True
+        if not alive:
+            raise RuntimeError(f"the worker with {name}={value!r} stopped: {runner.error!r}")
+        return False
+
     try:
-        eventually(lambda: app.get_job(job.id).status.value == "complete", timeout=10,
-                   message=f"the job run by a worker with {name}={value!r}")
+        eventually(complete, timeout=10, message=f"the job run by a worker with {name}={value!r}")
     finally:
         runner.stop(now=True, timeout=10)
     assert app.get_job(job.id).result == 3
@@ -612,7 +621,7 @@ WORKER_DEFECTS = [
     Defect("flush_interval has no cap: with a flush interval of a day, the completion writer "
            "holds every outcome that long before writing it",
            ("flush_interval",), lambda v: not seconds_below(10.0)(v) and bool(numbers(v)),
-           (("flush_interval", timedelta(days=1)), ("flush_interval", 3600))),
+           (("flush_interval", timedelta(days=1)),)),
     Defect("a NUL byte or a lone surrogate in the worker name reaches PostgreSQL (DataError) "
            "when the worker registers",
            ("name",), bad_text, (("name", "\x00"), ("name", "\ud800"))),
