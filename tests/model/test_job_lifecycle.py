@@ -383,6 +383,7 @@ class JobLifecycle(RuleBasedStateMachine):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_job_lifecycle__matches_the_reference_model(make_app: MakeApp) -> None:
     app = make_app(max_active_secs=MAX_ACTIVE).connect()
     with psycopg.connect(app.dsn, autocommit=True, row_factory=dict_row) as conn:
