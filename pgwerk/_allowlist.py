@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pgwerk.exceptions import ConfigurationError
@@ -36,7 +36,7 @@ def normalize_handlers(value: Any) -> tuple[str, ...] | None:
     """
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise ConfigurationError(
             f"handlers must be a list of module prefixes or dotted function paths (e.g. "
             f"handlers=['myapp.tasks']), got {value!r}"

@@ -88,6 +88,31 @@ def seconds(name: str, value: object, *, positive: bool = False) -> float | None
     return float(number)
 
 
+def text(name: str, value: object, *, max_len: int = 255) -> str:
+    """A non-empty string PostgreSQL can store: no NUL character, no lone surrogate, at
+    most ``max_len`` characters.
+
+    Raises:
+        ValueError: naming the option, the value and what is allowed.
+    """
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise ValueError(
+            f"{name} must be a non-empty string of at most {max_len} characters, got {value!r}")
+    storable(name, value)
+    return value
+
+
+def storable(name: str, value: str) -> None:
+    """Text PostgreSQL can store: no NUL character and valid Unicode (no lone surrogate)."""
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain a NUL character, got {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} must be valid Unicode text (it holds a lone surrogate), "
+                         f"got {value!r}") from None
+
+
 def job_id_or_none(value: object) -> int | None:
     """The job id ``value`` names, or ``None`` when it names none.
 

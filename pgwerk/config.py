@@ -99,14 +99,19 @@ class WerkConfig:
                 f"({self.min_pool_size})"
             )
         integer("max_lost", self.max_lost, minimum=0, maximum=INT32_MAX)
-        # Zero makes no sense for these two: every job would be lost at once, and libpq
-        # reads a connect_timeout of zero as "wait forever".
+        # Under a second makes no sense for these two: every running job would be taken
+        # from its live worker at the next sweep, and libpq counts whole seconds (a pool
+        # given less gives up on every connection at once).
         for name, positive in (("result_ttl", False), ("failure_ttl", False),
                                ("max_active_secs", True), ("connect_timeout", True)):
             value = getattr(self, name)
             if value is None and name == "connect_timeout":
                 raise ValueError("connect_timeout must be a number of seconds, got None")
-            object.__setattr__(self, name, seconds(name, value, positive=positive))
+            checked = seconds(name, value, positive=positive)
+            if name in ("max_active_secs", "connect_timeout") and checked is not None \
+                    and checked < 1.0:
+                raise ValueError(f"{name} must be at least 1 second, got {value!r}")
+            object.__setattr__(self, name, checked)
 
     def merged(self, **overrides: Any) -> WerkConfig:
         """A copy with the given settings replaced; unknown names are a ``TypeError``."""

@@ -148,6 +148,9 @@ class Dependency:
     allow_failure: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.allow_failure, bool):
+            raise TypeError(f"Dependency.allow_failure must be True or False, "
+                            f"got {self.allow_failure!r}")
         if not isinstance(self.job, Job):
             try:
                 found = job_id_or_none(self.job)

@@ -10,13 +10,13 @@ import inspect
 import json
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 
-from pgwerk._validate import INT32_MAX, integer, is_int, job_id_or_none
+from pgwerk._validate import INT32_MAX, integer, is_int, job_id_or_none, storable, text
 from pgwerk._validate import seconds as seconds  # the duration check; here for old imports
 from pgwerk.config import WerkConfig
 from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
@@ -138,13 +138,21 @@ def _moment(name: str, value: Any) -> datetime | None:
     return value
 
 
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON-like value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
 def _text(name: str, value: Any, *, max_len: int = 255) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise ValueError(
-            f"{name} must be a non-empty string of at most {max_len} characters, got {value!r}")
-    return value
+    return None if value is None else text(name, value, max_len=max_len)
 
 
 def _callback(name: str, value: Any) -> dict[str, Any] | None:
@@ -226,6 +234,9 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         meta_text = json.dumps(dict(meta), allow_nan=False) if meta is not None else None
     except (TypeError, ValueError) as exc:
         raise TypeError(f"_meta must be JSON-encodable: {exc}") from exc
+    if meta is not None:  # jsonb holds neither NUL nor lone surrogates
+        for piece in _strings(meta):
+            storable("_meta", piece)
     repeat = params.repeat
     if repeat is not None and not isinstance(repeat, Repeat):
         raise TypeError(f"_repeat must be a Repeat, got {repeat!r}")
@@ -264,7 +275,9 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         "failure_mode": failure_mode,
         "callbacks": json.dumps(callbacks) if callbacks else None,
         "repeat": (
-            json.dumps({"times": repeat.times, "intervals": repeat.schedule(), "index": 0})
+            # The delays stored compactly: the last one applies to every later run.
+            json.dumps({"times": repeat.times, "index": 0,
+                        "intervals": list(repeat.intervals or [float(repeat.interval or 0)])})
             if repeat else None
         ),
         "waiting": False,

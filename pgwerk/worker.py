@@ -39,7 +39,7 @@ from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread, release_logging_locks
-from pgwerk._validate import integer, is_int
+from pgwerk._validate import integer, is_int, text
 from pgwerk.app import Werk
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerFailed, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[Context], Any]
+#: The most jobs one worker runs at once (threads, or child processes).
+MAX_CONCURRENCY = 1024
 
 
 class DequeueStrategy(str, enum.Enum):
@@ -74,7 +76,7 @@ class Worker:
     Args:
         app: the ``Werk`` to take jobs from.
         queues: queue names, in preference order for ``RoundRobin``.
-        concurrency: jobs run at once (threads, or child processes).
+        concurrency: jobs run at once (threads, or child processes), 1 to 1024.
         pool: ``"thread"`` (default), ``"fork"`` (a fresh child per job: isolation and hard
             kills) or ``"process"`` (pre-started children, for CPU-bound work).
         burst: exit once the queues are empty instead of waiting for more.
@@ -135,10 +137,18 @@ class Worker:
             raise TypeError(f"Worker needs a Werk app, got {type(app).__name__}")
         if isinstance(queues, str):
             queues = [q.strip() for q in queues.split(",") if q.strip()]
+        if not isinstance(queues, Sequence) or isinstance(queues, bytes):
+            raise TypeError(f"queues must be a list of queue names (or one name, or names "
+                            f"separated by commas), got {queues!r}")
         queues = list(queues)
-        if not queues or not all(isinstance(q, str) and q for q in queues):
-            raise ValueError(f"queues must be a non-empty list of queue names, got {queues!r}")
-        integer("concurrency", concurrency, minimum=1)
+        if not queues:
+            raise ValueError("queues must name at least one queue")
+        for queue in queues:
+            text("queues", queue)
+        if name is not None:
+            text("name", name, max_len=100)
+        # More threads or children than this is a mistake, and would take the machine down.
+        integer("concurrency", concurrency, minimum=1, maximum=MAX_CONCURRENCY)
         if pool not in POOL_KINDS:
             raise ValueError(f"pool must be one of {', '.join(POOL_KINDS)}, got {pool!r}")
         try:
@@ -155,8 +165,13 @@ class Worker:
             handlers: list[Hook] = []
         elif callable(on_exception):
             handlers = [on_exception]
-        else:
+        elif isinstance(on_exception, Sequence) and all(callable(h) for h in on_exception):
             handlers = list(on_exception)
+        else:
+            raise TypeError(f"on_exception must be a callable or a list of callables, "
+                            f"got {on_exception!r}")
+        if metrics is not None and not callable(getattr(metrics, "job_started", None)):
+            raise TypeError(f"metrics must be a pgwerk.metrics.WorkerMetrics, got {metrics!r}")
         self.app = app
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency
@@ -170,6 +185,8 @@ class Worker:
         self.shutdown_timeout = seconds("shutdown_timeout", shutdown_timeout) or 0.0
         self.timeout_grace = seconds("timeout_grace", timeout_grace) or 0.0
         self.flush_interval = seconds("flush_interval", flush_interval) or 0.0
+        if self.flush_interval > 1.0:  # outcomes wait this long before they are written
+            raise ValueError(f"flush_interval must be at most 1 second, got {flush_interval!r}")
         self.hold_limit = seconds("hold_limit", hold_limit) or 0.0
         self.dequeue_strategy = strategy
         if prefetch == "auto":

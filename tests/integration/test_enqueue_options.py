@@ -189,7 +189,7 @@ def test_enqueue__repeat_with_uniform_interval(app: Werk) -> None:
     assert job.repeat.times == 5
     assert job.repeat.schedule() == [3600.0] * 5
     assert job.repeat_index == 0
-    assert row["repeat"] == {"times": 5, "intervals": [3600.0] * 5, "index": 0}
+    assert row["repeat"] == {"times": 5, "intervals": [3600.0], "index": 0}  # the last repeats
 
 
 def test_enqueue__repeat_with_custom_intervals(app: Werk) -> None:

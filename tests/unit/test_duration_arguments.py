@@ -103,8 +103,15 @@ def test_worker__zero_interval_is_rejected(app: Werk, name: str) -> None:
 
 
 def test_worker__durations_at_the_cap_are_accepted(app: Werk) -> None:
-    worker = Worker(app, **{name: timedelta(days=3652, hours=12) for name in WORKER_DURATIONS})
-    assert {getattr(worker, name) for name in WORKER_DURATIONS} == {CAP}
+    capped = [name for name in WORKER_DURATIONS if name != "flush_interval"]
+    worker = Worker(app, **{name: timedelta(days=3652, hours=12) for name in capped})
+    assert {getattr(worker, name) for name in capped} == {CAP}
+
+
+def test_worker__flush_interval_is_at_most_a_second(app: Werk) -> None:
+    assert Worker(app, flush_interval=1.0).flush_interval == 1.0
+    with pytest.raises(ValueError, match="flush_interval must be at most 1 second"):
+        Worker(app, flush_interval=timedelta(days=1))
 
 
 @pytest.mark.parametrize(("options", "error"), [
