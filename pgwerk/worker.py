@@ -589,6 +589,13 @@ class Worker:
             self.processed += 1
             disowned = (job.id, job.attempts) in self._disowned
             self._disowned.discard((job.id, job.attempts))
+            # Put back at shutdown while its thread was stuck: the job is not ours any more.
+            released = job.id not in self._held
+        if released and not disowned:
+            logger.info("job %s: attempt %d ended after it was put back at shutdown; its "
+                        "outcome (%s) is dropped", job.id, job.attempts, outcome.kind,
+                        extra={"job_id": job.id})
+            return
         if disowned:
             if self.metrics is not None:
                 self.metrics.jobs_lost(1)

@@ -509,9 +509,12 @@ def run_with_config(make_app: MakeApp, name: str, value: Any) -> None:
     if name == "schema" and config.schema != "public":
         options["schema"] = config.schema  # make_app drops it afterwards
     app = make_app(**options)
-    if not config.auto_migrate:
-        app.migrate()
-    run_jobs_through(app)
+    try:
+        if not config.auto_migrate:
+            app.migrate()
+        run_jobs_through(app)
+    finally:
+        app.close()  # many values in one test: hold no connections for the rest of it
 
 
 def seconds_below(limit: float) -> Callable[[Any], bool]:
@@ -627,6 +630,7 @@ def run_worker_with(make_app: MakeApp, name: str, value: Any) -> None:
     finally:
         runner.stop(now=True, timeout=10)
     assert app.get_job(job.id).result == 3
+    app.close()  # many values in one test: hold no connections for the rest of it
 
 
 WORKER_DURATIONS = ("poll_interval", "heartbeat_interval", "flush_interval")

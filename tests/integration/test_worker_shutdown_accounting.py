@@ -3,6 +3,8 @@ retry nor the ``max_lost`` budget, and a job asked to abort ends properly."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pgwerk import JobStatus, Werk
 from tests import worker_jobs
 from tests.helpers import ago, eventually, query, set_columns
@@ -37,13 +39,15 @@ def test_drains__four_rolling_deploys_and_a_crash_do_not_fail_a_job(app: Werk) -
     assert (done.status, done.result, done.attempts) == (JobStatus.Complete, "finished", 6)
 
 
-def test_drain__a_job_asked_to_abort_ends_aborted_with_its_reason(app: Werk) -> None:
+def test_drain__a_job_asked_to_abort_ends_aborted_with_its_reason(
+        app: Werk, tmp_path: Path) -> None:
     create_events_table(app)
-    job = app.enqueue(worker_jobs.sleep_in_c, seconds=3,
+    marker = tmp_path / "returned"
+    job = app.enqueue(worker_jobs.stubborn_sleep, seconds=2, marker=str(marker),
                       _on_stopped=worker_jobs.callback_record)
     assert job is not None
     runner = WorkerThread(app, concurrency=1, timeout_grace=0.2).start()
-    eventually(lambda: events(app, "sleep-start", job.id), timeout=15)
+    eventually(lambda: events(app, "stubborn-start", job.id), timeout=15)
     set_columns(app, job.id, status="aborting")  # asked, and not acted on yet
 
     runner.stop(now=True)
@@ -52,6 +56,10 @@ def test_drain__a_job_asked_to_abort_ends_aborted_with_its_reason(app: Werk) -> 
     assert ended.error == "aborted: its worker shut down before the job stopped"
     [row] = query(app, "SELECT purge_at FROM {jobs} WHERE id = %s", (job.id,))
     assert row["purge_at"] is not None
-    [callback] = events(app, "callback", job.id)
-    assert callback["data"]["status"] == "aborted"
     assert app.wait_for(job, timeout=1).status is JobStatus.Aborted
+    # The handler ignored every interruption and returned late: that changes nothing.
+    eventually(marker.exists, timeout=10, message="the stubborn handler returning")
+    [callback] = eventually(lambda: events(app, "callback", job.id), timeout=5)
+    assert callback["data"]["status"] == "aborted"
+    assert len(events(app, "callback", job.id)) == 1
+    assert app.get_job(job.id).status is JobStatus.Aborted
