@@ -192,7 +192,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
     ctx = Context(app=app, job=job, worker=worker)
     hooks = worker.hooks if worker is not None else None
     raised: BaseException | None = None
-    logger.debug("job %s %s started", job.id, job.function, extra=job_fields(job))
+    if logger.isEnabledFor(logging.DEBUG):  # no per-job cost unless asked for
+        logger.debug("job %s %s started", job.id, job.function, extra=job_fields(job))
     try:
         if job.payload_error:
             return Outcome(ERROR, error=f"pgwerk: {job.payload_error}", retryable=False)
