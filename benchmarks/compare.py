@@ -1,7 +1,9 @@
 """A/B comparison of pgwerk source trees (e.g. before and after a patch), interleaved.
 
-    python -m benchmarks.compare --tree base=/tmp/pgwerk-base --tree fix=/tmp/pgwerk-fix \\
+    python -m benchmarks.compare --tree base=. --tree fix=../pgwerk-fix \\
         --only burn_down_c8,latency --rounds 3 [--quick]
+
+(``../pgwerk-fix`` being, say, a second checkout made with ``git worktree add``.)
 
 Each round runs ``python -m benchmarks.run --src TREE --only ... --repeats 1`` once per
 tree, alternating the order every round, so that both trees meet the same moments of a
