@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import tenacity
 
-from pgwerk._db import Row
+from pgwerk._db import UNREACHABLE, Row
 from pgwerk._execute import Settlement
-from pgwerk._heartbeat import UNREACHABLE
 from pgwerk.job import Job
 from pgwerk.options import repeat_spec
 

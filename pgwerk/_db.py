@@ -28,6 +28,8 @@ Row = dict[str, Any]
 
 #: Errors that mean "the database could not be reached", as opposed to a bad statement.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
+#: What background loops ride out (and retry) instead of treating as a bad item.
+UNREACHABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 # Every connection this process opened. A forked child must never talk on them: libpq
 # would send a Terminate message on the parent's socket when the child frees them.

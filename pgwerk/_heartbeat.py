@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from pgwerk._db import CONNECTION_ERRORS, Row
-from pgwerk.exceptions import DatabaseUnavailable
+from pgwerk._db import UNREACHABLE, Row
 
 if TYPE_CHECKING:
     from pgwerk.worker import Worker
 
 logger = logging.getLogger(__name__)
 
-UNREACHABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 
 
 class Heartbeat:

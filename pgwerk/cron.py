@@ -50,11 +50,11 @@ from typing import Any
 import psycopg
 
 from pgwerk._allowlist import check_enqueue
-from pgwerk._db import CONNECTION_ERRORS, Row
+from pgwerk._db import UNREACHABLE, Row
 from pgwerk._lease import leadership
 from pgwerk._validate import seconds
 from pgwerk.app import Fetch, Werk
-from pgwerk.exceptions import DatabaseUnavailable, WerkError
+from pgwerk.exceptions import WerkError
 from pgwerk.job import EnqueueParams, Job
 from pgwerk.options import JobSpec, build_spec, function_path
 
@@ -67,7 +67,6 @@ SCHEDULE_OPTIONS = tuple(
     f.name for f in fields(EnqueueParams)
     if f.name not in ("func", "args", "kwargs", "key", "delay", "at", "depends_on", "repeat")
 )
-_UNREACHABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, DatabaseUnavailable)
 #: The most ticks of one schedule a single pass enqueues (a safety net for tiny intervals).
 MAX_TICKS_PER_PASS = 1000
 
@@ -476,7 +475,7 @@ class CronScheduler:
                     conn = self.app.db.connect_direct("run the cron scheduler")
                     self._follow_or_lead(conn)
                     backoff = 0.5
-                except _UNREACHABLE as exc:
+                except UNREACHABLE as exc:
                     if self._stop.is_set():
                         break
                     logger.warning("cron scheduler: database unreachable (%s); retrying in "

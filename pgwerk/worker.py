@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgwerk._allowlist import warn_if_unrestricted
 from pgwerk._completions import CompletionWriter
+from pgwerk._db import UNREACHABLE
 from pgwerk._execute import (
     Outcome,
     callback_ref,
@@ -34,7 +35,7 @@ from pgwerk._execute import (
     run_callback,
     settle,
 )
-from pgwerk._heartbeat import UNREACHABLE, Heartbeat, registration
+from pgwerk._heartbeat import Heartbeat, registration
 from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
 from pgwerk._rows import job_from_row
