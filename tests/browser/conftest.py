@@ -18,7 +18,11 @@ from tests.browser.support import artefact_dir, browser_missing, chrome, serve
 def browser() -> Iterator[Any]:
     missing = browser_missing()
     if missing:
-        pytest.fail(missing, pytrace=False)
+        # A fresh laptop runs the suite with Python alone; CI installs the browser and
+        # sets PGWERK_REQUIRE_BROWSER=1, where a missing one is a failure.
+        if os.environ.get("PGWERK_REQUIRE_BROWSER") == "1":
+            pytest.fail(missing, pytrace=False)
+        pytest.skip(missing)
     driver = chrome(width=1400, height=900)
     try:
         yield driver
