@@ -6,7 +6,7 @@
 Builds, with plain SQL (INSERT ... SELECT generate_series, indexes built afterwards, then
 VACUUM ANALYZE), a pgwerk jobs table in a schema of its own holding ``--queued`` runnable
 jobs, ``--finished`` completed ones and a few scheduled and active ones; then times the
-app's real statements (``app.queries``) there and in two small tables:
+app's real statements (``app._store.queries``) there and in two small tables:
 
 - ``empty``: no rows at all; ``baseline``: 1,000 queued jobs and no history (the claim
   finds the same number of rows as at scale, so the two do the same work);
@@ -78,7 +78,7 @@ def jobs_table(schema: str) -> sql.Composable:
 def pooled(app: Any) -> Iterator[psycopg.Connection[Any]]:
     """A connection from the app's own pool, so that whatever pgwerk sets on its
     connections applies, as it does when a worker claims (tuple rows, for EXPLAIN)."""
-    with app.db.connection() as conn:
+    with app._store.db.connection() as conn:
         factory = conn.row_factory
         conn.row_factory = tuple_row
         try:
@@ -218,7 +218,7 @@ def save_plan(name: str, text: str, header: str) -> None:
 
 def measure_claim(conn: psycopg.Connection[Any], app: Any, label: str,
                   limits: tuple[int, ...]) -> dict[str, Any]:
-    query = app.queries[CLAIM]
+    query = app._store.queries[CLAIM]
     out: dict[str, Any] = {}
     for limit in limits:
         params = claim_params(limit)
@@ -243,7 +243,7 @@ def other_plans(conn: psycopg.Connection[Any], app: Any, label: str) -> dict[str
     """Plans and times of the statements around the claim, at this table's size."""
     worker = "bench-claim-plan"
     out: dict[str, float] = {}
-    claim = app.queries[CLAIM]
+    claim = app._store.queries[CLAIM]
 
     def hold_100() -> None:
         # The jobs a worker finishes: claimed by it in the same (rolled-back) transaction.
@@ -256,22 +256,22 @@ def other_plans(conn: psycopg.Connection[Any], app: Any, label: str) -> dict[str
         return {"ids": [r[0] for r in rows], "attempts": [r[1] for r in rows],
                 "statuses": ["complete"] * len(rows), "results": ["null"] * len(rows),
                 "errors": [None] * len(rows), "delays": [0.0] * len(rows), "worker": worker,
-                "channel": app.channel}
+                "channel": app._store.channel}
 
     with conn.transaction(force_rollback=True):
         hold_100()
         params = complete_params()
     statements: dict[str, tuple[dict[str, Any], Callable[[], None] | None]] = {
         "job_complete_many": (params, hold_100),
-        "job_stage_scheduled": ({"channel": app.channel}, None),
+        "job_stage_scheduled": ({"channel": app._store.channel, "now": None}, None),
         "job_heartbeat_many": ({"worker": worker, "job_ids": params["ids"][:10]}, hold_100),
         "sweep_rescue_orphans": ({"max_active": 3600.0, "max_lost": 3,
-                                  "channel": app.channel}, None),
-        "sweep_expire": ({"channel": app.channel}, None),
-        "sweep_prune": ({"limit": 10_000}, None),
+                                  "channel": app._store.channel, "now": None}, None),
+        "sweep_expire": ({"channel": app._store.channel, "now": None}, None),
+        "sweep_prune": ({"limit": 10_000, "now": None}, None),
     }
     for name, (stmt_params, setup) in statements.items():
-        query = app.queries[name]
+        query = app._store.queries[name]
         out[f"{name}_custom"] = timed(conn, query, stmt_params, setup=setup, prepare=False,
                                       repeats=5)
         out[f"{name}_generic"] = timed_generic(conn, query, stmt_params, setup=setup, repeats=5)

@@ -84,7 +84,7 @@ def _trace_statements() -> dict[str, list[float]]:
     """Wrap ``Database.fetch`` to add up, per statement name, calls and seconds."""
     import threading
 
-    from pgwerk._db import Database
+    from pgwerk.store.connections import Database
 
     totals: dict[str, list[float]] = {}
     lock = threading.Lock()

@@ -13,16 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import psycopg
 import tenacity
 
-from pgwerk._db import UNREACHABLE, Row
 from pgwerk._execute import Settlement
 from pgwerk.job import Job
-from pgwerk.options import repeat_spec
+from pgwerk.options import JobSpec, repeat_spec
+from pgwerk.store.connections import UNREACHABLE
 
 if TYPE_CHECKING:
     from pgwerk.worker import Worker
@@ -42,7 +40,7 @@ class CompletionWriter:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.app = worker.app
+        self.store = worker.store
         self._cond = threading.Condition()
         self._items: Outcomes = []
         self._releases: dict[int, Job | None] = {}
@@ -138,40 +136,27 @@ class CompletionWriter:
         )
 
     def _write_unclaims(self, ids: list[int]) -> None:
-        app = self.app
         try:
-            rows = self._retrying(f"{len(ids)} unclaim(s)")(
-                app.fetch, "job_unclaim_many",
-                {"ids": ids, "worker": self.worker.id, "channel": app.channel})
+            self._retrying(f"{len(ids)} unclaim(s)")(self.store.unclaim, self.worker.id, ids)
         except UNREACHABLE:
             logger.error("could not give back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, ids)))
-            rows = []
         self.worker.forget(ids)
-        dependents = [row["id"] for row in rows
-                      if row["status"] == "aborted" and row["has_dependents"]]
-        if dependents:
-            app.resolve_dependents(app.fetch_via_pool, dependents)
 
     def _write_releases(self, releases: dict[int, Job | None]) -> None:
-        app, worker = self.app, self.worker
+        worker = self.worker
         try:
             rows = self._retrying(f"{len(releases)} release(s)")(
-                app.fetch, "job_release_many",
-                {"ids": list(releases), "worker": worker.id, "channel": app.channel})
+                self.store.release, worker.id, list(releases))
         except UNREACHABLE:
             logger.error("could not put back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, releases)))
             rows = []
         worker.forget(releases)
-        ended = [row for row in rows if row["status"] == "aborted"]
-        for row in ended:
+        for row in rows:
             job = releases.get(row["id"])
-            if job is not None:
+            if row["status"] == "aborted" and job is not None:
                 worker.stopped_at_shutdown(job)
-        dependents = [row["id"] for row in ended if row["has_dependents"]]
-        if dependents:
-            app.resolve_dependents(app.fetch_via_pool, dependents)
 
     def _write(self, batch: Outcomes) -> None:
         worker = self.worker
@@ -213,49 +198,23 @@ class CompletionWriter:
     def _fail_unrecordable(self, job: Job, exc: Exception) -> set[int]:
         reason = f"pgwerk: the outcome of this attempt could not be recorded: {exc}"
         logger.error("job %s: %s", job.id, reason, extra={"job_id": job.id})
-        app = self.app
         try:
-            rows = self._retrying("a failure")(app.fetch, "job_fail_unrecordable", {
-                "id": job.id, "attempt": job.attempts, "worker": self.worker.id,
-                "error": reason.replace("\x00", "\\x00"), "channel": app.channel,
-            })
-            if rows and rows[0]["has_dependents"]:
-                app.resolve_dependents(app.fetch_via_pool, [job.id])
+            return self._retrying("a failure")(self.store.fail_unrecordable, self.worker.id,
+                                               job.id, job.attempts, reason)
         except Exception:
             logger.exception("job %s: could not record its failure either; it will be put "
                              "back", job.id, extra={"job_id": job.id})
             return set()
-        return {row["id"] for row in rows}
 
     def _record(self, batch: Outcomes) -> set[int]:
         """One transaction: the outcomes, the dependents of the jobs that ended, and the
         next run of repeating jobs. Returns the ids whose outcome was written."""
-        app, worker = self.app, self.worker
-        params = {
-            "batch": _dumps([(job.id, job.attempts, s.status, s.result, s.error, s.delay,
-                              s.waited, s.kind) for job, s in batch]),
-            "worker": worker.id,
-            "channel": app.channel,
-        }
-
-        def write(conn: psycopg.Connection[Row]) -> set[int]:
-            with conn.transaction():
-                def fetch(query: bytes, args: Mapping[str, Any]) -> list[Row]:
-                    cur = conn.execute(query, args)
-                    return cur.fetchall() if cur.description else []
-
-                rows = fetch(app.queries["job_complete_many"], params)
-                recorded = {row["id"] for row in rows}
-                ended = [row["id"] for row in rows
-                         if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
-                if ended:
-                    app.resolve_dependents(fetch, ended)
-                repeats = [spec for job, s in batch
-                           if s.status == "complete" and job.id in recorded
-                           and job.repeat is not None
-                           for spec in [repeat_spec(job, app.serializer)] if spec is not None]
-                if repeats:
-                    app.insert_specs(fetch, repeats)
-                return recorded
-
-        return app.db.run("record outcomes", write)
+        outcomes = _dumps([(job.id, job.attempts, s.status, s.result, s.error, s.delay,
+                            s.waited, s.kind) for job, s in batch])
+        next_runs: dict[int, JobSpec] = {}
+        for job, s in batch:
+            if s.status == "complete" and job.repeat is not None:
+                spec = repeat_spec(job, self.store.serializer)
+                if spec is not None:
+                    next_runs[job.id] = spec
+        return self.store.record_outcomes(self.worker.id, outcomes, next_runs)

@@ -14,15 +14,15 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import psycopg
 
-from pgwerk import _migrate
-from pgwerk._sql import _BLOCK, migrations, quote_ident, render
 from pgwerk.app import Werk
+from pgwerk.store import migrate as _migrate
+from pgwerk.store.diagnostics import Diagnostics
+from pgwerk.store.diagnostics import cron_leader_pid as _leader_pid
+from pgwerk.store.statements import migrations, quote_ident
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron")
@@ -61,25 +61,17 @@ class Facts:
     """What the checks look at."""
 
     app: Werk
-    conn: psycopg.Connection[Any]
+    diagnostics: Diagnostics
     #: How fix commands name the database: ``myapp:app`` or ``--dsn "$PGWERK_DSN" ...``.
     target: str
     pool_size: int
     #: ``application_name`` of the app's workers (their connections are counted).
     app_name: str = "pgwerk"
     version: int = 0
-    _cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def fetch(self, name: str, params: Mapping[str, Any] | None = None,
               cached: bool = True) -> list[dict[str, Any]]:
-        if cached and name in self._cache:
-            return self._cache[name]
-        text = render(_blocks()[name], self.app.config.schema, self.app.config.prefix)
-        cur = self.conn.execute(text.encode(), dict(params or {}))
-        rows = cur.fetchall() if cur.description else []
-        if cached:
-            self._cache[name] = rows
-        return rows
+        return self.diagnostics.fetch(name, params, cached)
 
     def table(self, name: str) -> str:
         """The quoted, qualified name of one of the app's tables, for fix commands."""
@@ -90,18 +82,11 @@ class Facts:
         return f"psql \"$PGWERK_DSN\" -c '{statement}'"
 
 
-@lru_cache(maxsize=1)
-def _blocks() -> dict[str, str]:
-    text = resources.files("pgwerk._sql").joinpath("doctor.sql").read_text("utf-8")
-    parts = _BLOCK.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
-
-
 def expected_indexes(prefix: str) -> list[str]:
     """Names of the indexes the migrations create (primary keys aside)."""
     found = []
     for _, _, sql in migrations():
-        found += re.findall(r"INDEX\s+(?:IF NOT EXISTS\s+)?\{N:(\w+)\}", sql)
+        found += re.findall(r"INDEX\s+(?:IF NOT EXISTS\s+)?\{(\w+)_name\}", sql)
     return [f"{prefix}_{name}" for name in dict.fromkeys(found)]
 
 
@@ -308,9 +293,7 @@ def cron_lock_key(app: Werk) -> int:
 
 def cron_leader_pid(app: Werk) -> int | None:
     """The server process id of the connection of the running cron scheduler, if any."""
-    text = render(_blocks()["doctor_cron_leader"], app.config.schema, app.config.prefix)
-    rows = app.db.fetch("find the cron scheduler", text.encode(), {"lock": cron_lock_key(app)})
-    return int(rows[0]["pid"]) if rows else None
+    return _leader_pid(app._store, cron_lock_key(app))
 
 
 def check_cron(facts: Facts) -> Check:
@@ -450,11 +433,11 @@ def run_checks(app: Werk, target: str, pool_size: int, app_name: str = "pgwerk")
         pool_size: ``max_pool_size`` of the app's workers.
         app_name: ``application_name`` of the app's workers.
     """
-    conn = app.db.connect_direct("run the health checks")
+    conn = app._store.connect_direct("run the health checks")
     try:
-        facts = Facts(app=app, conn=conn, target=target, pool_size=pool_size,
-                      app_name=app_name)
-        facts.version = _migrate.current_version(conn, app.config.schema, app.config.prefix)
+        facts = Facts(app=app, diagnostics=Diagnostics(app._store, conn), target=target,
+                      pool_size=pool_size, app_name=app_name)
+        facts.version = facts.diagnostics.schema_version()
         checks = [check_schema(facts)]
         if facts.version > 0:
             checks += [_guarded(check, facts) for check in TABLE_CHECKS]
@@ -469,7 +452,5 @@ def _guarded(check: Callable[[Facts], Check], facts: Facts) -> Check:
     try:
         return check(facts)
     except psycopg.Error as exc:
-        if facts.conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-            facts.conn.rollback()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Check(name, WARN, f"could not check: {first}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from pgwerk._db import UNREACHABLE, Row
+from pgwerk.store.connections import UNREACHABLE, Row
 
 if TYPE_CHECKING:
     from pgwerk.worker import Worker
@@ -29,7 +29,7 @@ class Heartbeat:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.app = worker.app
+        self.store = worker.store
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._conn: psycopg.Connection[Row] | None = None
@@ -93,7 +93,7 @@ class Heartbeat:
     def _connection(self) -> psycopg.Connection[Row]:
         conn = self._conn
         if conn is None or conn.closed:
-            conn = self.app.db.connect_direct("heartbeat", role="heartbeat")
+            conn = self.store.connect_direct("heartbeat", role="heartbeat")
             self._conn = conn
         return conn
 
@@ -108,13 +108,11 @@ class Heartbeat:
     def _beat(self, job_ids: list[int]) -> dict[str, Any]:
         conn = self._connection()
         worker = self.worker
-        row = conn.execute(self.app.queries["job_heartbeat_many"],
-                           {"worker": worker.id, "job_ids": job_ids}).fetchone()
-        assert row is not None
+        row = self.store.heartbeat(conn, worker.id, job_ids)
         if not row["registered"]:
             logger.warning("worker %s was presumed dead (heartbeat too late); re-registering",
                            worker.id)
-            conn.execute(self.app.queries["worker_register"], registration(worker))
+            self.store.register_worker(registration(worker), conn)
         return row
 
 

@@ -1,18 +1,20 @@
-"""Maintenance, run by one process at a time: each duty is one step you can call.
+"""Maintenance, run by one process at a time.
 
-``run_sweep`` takes the leader lock and runs the steps in one short transaction.
+Each duty is a method of the store that can run alone, at a moment of the caller's choosing
+(``Store.rescue_orphans(now=...)``, ``expire``, ``resolve_waiting``, ``prune``,
+``forget_workers``); ``run_sweep`` takes the leader lock and runs them all in one short
+transaction, then vacuums the jobs table when it needs it.
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
 
 import psycopg
 
-if TYPE_CHECKING:
-    from pgwerk.app import Werk
+from pgwerk.store.core import Store
 
 logger = logging.getLogger(__name__)
 
@@ -21,89 +23,29 @@ FORGET_WORKERS_AFTER = 86_400.0
 VACUUM_INTERVAL = 30.0  # seconds at least between two vacuums of the jobs table
 
 
-def _fetch(conn: psycopg.Connection[Any], query: bytes,
-           params: dict[str, Any]) -> list[dict[str, Any]]:
-    cur = conn.execute(query, params)
-    return cur.fetchall() if cur.description else []
+def leader_lock_key(store: Store) -> int:
+    return zlib.crc32(f"pgwerk:sweep:{store.config.schema}.{store.config.prefix}".encode())
 
 
-def rescue_orphans(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """Requeue (or fail, or end aborted) active jobs whose worker or heartbeat is gone."""
-    rows = _fetch(conn, app.queries["sweep_rescue_orphans"], {
-        "max_active": app.config.max_active_secs,
-        "max_lost": app.config.max_lost,
-        "channel": app.channel,
-    })
-    if rows:
-        logger.warning("rescued %d job(s) from lost workers: %s", len(rows),
-                       ", ".join(str(r["id"]) for r in rows[:20]))
-    ended = [r["id"] for r in rows if r["status"] != "queued" and r["has_dependents"]]
-    app.resolve_dependents(lambda q, p: _fetch(conn, q, dict(p)), ended)
-    _fetch(conn, app.queries["sweep_release_groups"], {})
-    return len(rows)
+def run_sweep(store: Store, now: datetime | None = None) -> dict[str, int]:
+    """One pass of every step, if this process wins the sweep lock; else ``{}``. ``now``:
+    act as if it were that moment (default: the database's clock)."""
 
-
-def expire_jobs(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """End unstarted jobs past their ``_ttl`` as ``expired``."""
-    rows = _fetch(conn, app.queries["sweep_expire"], {"channel": app.channel})
-    app.resolve_dependents(lambda q, p: _fetch(conn, q, dict(p)),
-                           [r["id"] for r in rows if r["has_dependents"]])
-    return len(rows)
-
-
-def resolve_waiting(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """Safety net: promote or fail every waiting job whose dependencies all ended."""
-    rows = _fetch(conn, app.queries["deps_resolve"], {"ids": None, "channel": app.channel})
-    failed = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
-    return len(rows) + app.resolve_dependents(lambda q, p: _fetch(conn, q, dict(p)), failed)
-
-
-def prune_jobs(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """Delete ended jobs past their ``_result_ttl`` / ``_failure_ttl``."""
-    rows = _fetch(conn, app.queries["sweep_prune"], {"limit": PRUNE_BATCH})
-    return int(rows[0]["deleted"])
-
-
-def forget_workers(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """Drop rows of workers silent for a day."""
-    cur = conn.execute(app.queries["sweep_forget_workers"], {"older_than": FORGET_WORKERS_AFTER})
-    return cur.rowcount
-
-
-def vacuum_jobs(app: Werk, conn: psycopg.Connection[Any]) -> int:
-    """VACUUM the jobs table when dead rows piled up (outside any transaction). Returns 1
-    if it ran. A role that does not own the table cannot: that is logged once per pass."""
-    rows = _fetch(conn, app.queries["sweep_vacuum_due"], {"min_interval": VACUUM_INTERVAL})
-    if not rows or not rows[0]["due"]:
-        return 0
-    try:
-        conn.execute(app.queries["sweep_vacuum"])
-    except psycopg.errors.InsufficientPrivilege as exc:
-        logger.warning("cannot vacuum the jobs table (%s); leave it to autovacuum", exc)
-        return 0
-    logger.info("vacuumed the jobs table (%s dead rows)", rows[0]["dead"])
-    return 1
-
-
-def leader_lock_key(app: Werk) -> int:
-    return zlib.crc32(f"pgwerk:sweep:{app.config.schema}.{app.config.prefix}".encode())
-
-
-def run_sweep(app: Werk) -> dict[str, int]:
-    """One pass of every step, if this process wins the sweep lock; else ``{}``."""
-
-    def go(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    def go(conn: psycopg.Connection[dict[str, object]]) -> dict[str, int]:
         try:
             with conn.transaction():
-                leader = _fetch(conn, app.queries["sweep_lock"], {"lock": leader_lock_key(app)})
-                if not leader[0]["leader"]:
+                if not store.sweep_lock(conn, leader_lock_key(store)):
                     return {}
+                rescued = store.rescue_orphans(conn, now)
+                if rescued:
+                    logger.warning("rescued %d job(s) from lost workers: %s", len(rescued),
+                                   ", ".join(str(r["id"]) for r in rescued[:20]))
                 counts = {
-                    "rescued": rescue_orphans(app, conn),
-                    "expired": expire_jobs(app, conn),
-                    "resolved": resolve_waiting(app, conn),
-                    "pruned": prune_jobs(app, conn),
-                    "workers_forgotten": forget_workers(app, conn),
+                    "rescued": len(rescued),
+                    "expired": store.expire(conn, now),
+                    "resolved": store.resolve_waiting(conn),
+                    "pruned": store.prune(PRUNE_BATCH, conn, now),
+                    "workers_forgotten": store.forget_workers(FORGET_WORKERS_AFTER, conn, now),
                 }
         except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
             # Rows locked by someone else for long, or a statement too slow: the pass is
@@ -112,7 +54,21 @@ def run_sweep(app: Werk) -> dict[str, int]:
                            str(exc).strip().splitlines()[0])
             return {}
         # VACUUM cannot run in a transaction; two leaders in a row at worst both check.
-        counts["vacuumed"] = vacuum_jobs(app, conn)
+        counts["vacuumed"] = vacuum_jobs(store, conn)
         return counts
 
-    return app.db.run("sweep", go)
+    return store.db.run("sweep", go)
+
+
+def vacuum_jobs(store: Store, conn: psycopg.Connection[dict[str, object]]) -> int:
+    """VACUUM the jobs table when dead rows piled up. Returns 1 if it ran. A role that
+    does not own the table cannot: that is logged once per pass."""
+    try:
+        dead = store.vacuum_if_due(conn, VACUUM_INTERVAL)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        logger.warning("cannot vacuum the jobs table (%s); leave it to autovacuum", exc)
+        return 0
+    if dead is None:
+        return 0
+    logger.info("vacuumed the jobs table (%s dead rows)", dead)
+    return 1

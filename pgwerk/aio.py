@@ -31,11 +31,9 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
-from pgwerk._db import Database, Row
-from pgwerk._notify import Listener, Poller
-from pgwerk.app import Fetch, InsertSteps, Werk
+from pgwerk._allowlist import check_enqueue
+from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
 from pgwerk.job import (
     Callback,
@@ -56,24 +54,6 @@ __all__ = ["AsyncWerk", "Callback", "Dependency", "EnqueueParams", "Repeat", "Re
 def is_async_connection(conn: object) -> bool:
     """Whether ``conn`` is an asyncio connection pgwerk drives natively."""
     return isinstance(conn, psycopg.AsyncConnection)
-
-
-async def _fetch(conn: psycopg.AsyncConnection[Any], query: bytes,
-                 params: Mapping[str, Any]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall() if cur.description else []
-
-
-async def _drive(steps: InsertSteps, conn: psycopg.AsyncConnection[Any]) -> list[Job | None]:
-    """Run the statements of ``Werk._insert_steps`` on an asyncio connection."""
-    statement = next(steps)
-    while True:
-        rows = await _fetch(conn, *statement)
-        try:
-            statement = steps.send(rows)
-        except StopIteration as done:
-            return done.value
 
 
 class AsyncWerk:
@@ -112,14 +92,6 @@ class AsyncWerk:
     def dsn(self) -> str:
         return self.sync.dsn
 
-    @property
-    def db(self) -> Database:
-        return self.sync.db
-
-    @property
-    def listener(self) -> Listener | Poller:
-        return self.sync.listener
-
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> AsyncWerk:
@@ -145,9 +117,6 @@ class AsyncWerk:
         """See ``Werk.migration_sql`` (no I/O)."""
         return self.sync.migration_sql()
 
-    async def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        """See ``Werk.fetch``."""
-        return await asyncio.to_thread(self.sync.fetch, name, params)
 
     # -- enqueue -----------------------------------------------------------------------
 
@@ -156,7 +125,7 @@ class AsyncWerk:
         """See ``Werk.enqueue``. ``_conn`` may be a psycopg ``AsyncConnection``."""
         if is_async_connection(kwargs.get("_conn")):
             params, conn = params_from_call(func, args, kwargs)
-            return (await self.enqueue_specs([build_spec(params, self.sync.config)], conn))[0]
+            return (await self._insert([build_spec(params, self.sync.config)], conn))[0]
         return await asyncio.to_thread(self.sync.enqueue, func, *args, **kwargs)
 
     async def enqueue_many(self, params: Sequence[EnqueueParams],
@@ -164,22 +133,18 @@ class AsyncWerk:
         """See ``Werk.enqueue_many``. ``_conn`` may be a psycopg ``AsyncConnection``."""
         if is_async_connection(_conn):
             specs = self.sync._many_specs(params)
-            return await self.enqueue_specs(specs, _conn) if specs else []
+            return await self._insert(specs, _conn) if specs else []
         return await asyncio.to_thread(self.sync.enqueue_many, params, _conn)
 
-    async def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
-        """See ``Werk.enqueue_specs``. ``conn`` may be a psycopg ``AsyncConnection``."""
+    async def _insert(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         if is_async_connection(conn):
             if conn.closed:
                 raise ValueError("_conn is closed")
-            if not self.sync.db.is_open:
+            check_enqueue(self.sync, (spec.row for spec in specs))
+            if not self.sync._store.is_open:
                 await self.connect()  # creates or checks the tables, as any first use does
-            return await _drive(self.sync._insert_steps(specs), conn)
-        return await asyncio.to_thread(self.sync.enqueue_specs, specs, conn)
-
-    async def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
-        """See ``Werk.insert_specs`` (``fetch`` is a blocking callable)."""
-        return await asyncio.to_thread(self.sync.insert_specs, fetch, specs)
+            return await self.sync._store.insert_async(conn, specs)
+        return await asyncio.to_thread(self.sync._insert, specs, conn)
 
     # -- waiting for results ------------------------------------------------------------
 
@@ -303,13 +268,3 @@ class AsyncWerk:
     async def truncate(self) -> None:
         """See ``Werk.truncate``."""
         await asyncio.to_thread(self.sync.truncate)
-
-    # -- plumbing shared with the worker -------------------------------------------------
-
-    async def fetch_via_pool(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
-        """See ``Werk.fetch_via_pool``."""
-        return await asyncio.to_thread(self.sync.fetch_via_pool, query, params)
-
-    async def resolve_dependents(self, fetch: Fetch, ids: list[int]) -> int:
-        """See ``Werk.resolve_dependents`` (``fetch`` is a blocking callable)."""
-        return await asyncio.to_thread(self.sync.resolve_dependents, fetch, ids)

@@ -1,6 +1,7 @@
 """``Werk``: the app object. Connects lazily, enqueues, waits for results, manages jobs.
 
-Each method validates its input, runs one named statement and returns a record.
+Each method validates its input and calls one method of the store (``pgwerk.store``),
+which runs the statement and returns records.
 """
 
 from __future__ import annotations
@@ -9,18 +10,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-import psycopg
-
-from pgwerk import _migrate
 from pgwerk._allowlist import check_enqueue
-from pgwerk._db import CallerConnection, Database, Row, as_arrays
-from pgwerk._notify import Listener, Poller, Waiters, channel_name, make_listener
-from pgwerk._rows import job_from_row
-from pgwerk._sql import Queries
 from pgwerk._validate import BIGINT_MAX, integer, job_id_or_none, seconds
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
@@ -33,20 +27,18 @@ from pgwerk.job import (
     WorkerInfo,
 )
 from pgwerk.options import (
-    INSERT_COLUMNS,
     JobSpec,
     build_spec,
     params_from_call,
     plain_spec,
     plain_template,
 )
+from pgwerk.store import migrate as _migrate
+from pgwerk.store.core import Store
+from pgwerk.store.notify import Waiters
 
 logger = logging.getLogger(__name__)
 
-Fetch = Callable[[bytes, Mapping[str, Any]], list[Row]]
-Statement = tuple[bytes, Mapping[str, Any]]
-#: What ``Werk._insert_steps`` is: yields statements, is sent their rows, returns the jobs.
-InsertSteps = Generator[Statement, list[Row], list["Job | None"]]
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
 
@@ -86,11 +78,7 @@ class Werk:
         self.config = (config or WerkConfig()).merged(**options)
         self.dsn = resolve_dsn(dsn)
         self.serializer = self.config.serializer
-        self.queries = Queries(self.config.schema, self.config.prefix)
-        self.channel = channel_name(self.config.schema, self.config.prefix)
-        self._db = Database(self.dsn, self.config)
-        self._db.on_first_connect(self._prepare_schema)
-        self._listener = make_listener(self._db, self.channel)
+        self._store = Store(self.dsn, self.config)
         self._waiters = Waiters()
         self._waiting_subscribed = False
         self._plain: JobSpec | None = None
@@ -102,13 +90,12 @@ class Werk:
 
     def connect(self) -> Werk:
         """Open the pool now (otherwise the first call that needs it does). Idempotent."""
-        self._db.pool()
+        self._store.open()
         return self
 
     def close(self) -> None:
         """Stop listening and close the pool. The app reconnects if used again."""
-        self._listener.stop()
-        self._db.close()
+        self._store.close()
 
     def __enter__(self) -> Werk:
         return self.connect()
@@ -116,35 +103,13 @@ class Werk:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _prepare_schema(self, conn: psycopg.Connection[Any]) -> None:
-        if self.config.auto_migrate:
-            _migrate.migrate(conn, self.config.schema, self.config.prefix)
-        else:
-            _migrate.check_schema(conn, self.config.schema, self.config.prefix)
-
     def migrate(self) -> int:
         """Create or upgrade the tables now; returns how many migrations ran."""
-        conn = self._db.connect_direct("migrate")
-        try:
-            return _migrate.migrate(conn, self.config.schema, self.config.prefix)
-        finally:
-            conn.close()
+        return self._store.migrate()
 
     def migration_sql(self) -> str:
         """The DDL ``migrate`` would run on an empty database, for a DBA to review."""
         return _migrate.migration_sql(self.config.schema, self.config.prefix)
-
-    @property
-    def db(self) -> Database:
-        return self._db
-
-    @property
-    def listener(self) -> Listener | Poller:
-        return self._listener
-
-    def fetch(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        """Run the named statement on a pooled connection (autocommit)."""
-        return self._db.fetch(name, self.queries[name], params or {})
 
     # -- enqueue ---------------------------------------------------------------------
 
@@ -163,17 +128,17 @@ class Werk:
         for name in kwargs:
             if name[:1] == "_":
                 params, conn = params_from_call(func, args, kwargs)
-                return self.enqueue_specs([build_spec(params, self.config)], conn)[0]
+                return self._insert([build_spec(params, self.config)], conn)[0]
         # No options: the common case, without re-validating the defaults every time.
         if self._plain is None:
             self._plain = plain_template(self.config)
-        return self.enqueue_specs([plain_spec(self._plain, func, args, kwargs, self.config)])[0]
+        return self._insert([plain_spec(self._plain, func, args, kwargs, self.config)])[0]
 
     def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a
         key collided."""
         specs = self._many_specs(params)
-        return self.enqueue_specs(specs, _conn) if specs else []
+        return self._insert(specs, _conn) if specs else []
 
     def _many_specs(self, params: Sequence[EnqueueParams]) -> list[JobSpec]:
         if isinstance(params, (str, bytes)) or not isinstance(params, Sequence):
@@ -184,92 +149,13 @@ class Werk:
                     f"enqueue_many: item {i} is {type(item).__name__}, not EnqueueParams")
         return [build_spec(p, self.config) for p in params]
 
-    def enqueue_specs(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
+    def _insert(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         """Insert validated specs, on the caller's connection or a pooled one."""
         check_enqueue(self, (spec.row for spec in specs))
-        if conn is not None:
-            caller = CallerConnection(conn)
-            if not self._db.is_open:  # creates or checks the tables, as any first use does
-                self._db.pool(deadline=time.monotonic() + self.config.enqueue_timeout)
-            return self.insert_specs(caller.fetch, specs)
-        if not any(spec.depends_on for spec in specs):
-            query, params = self._insert_statement(specs)
-            return self._inserted_jobs(specs, self._db.fetch("enqueue", query, params))
-
-        def in_transaction(db_conn: psycopg.Connection[Row]) -> list[Job | None]:
-            with db_conn.transaction():
-                def fetch(query: bytes, params: Mapping[str, Any]) -> list[Row]:
-                    cur = db_conn.execute(query, params)
-                    return cur.fetchall() if cur.description else []
-                return self.insert_specs(fetch, specs)
-
-        return self._db.run("enqueue", in_transaction)
-
-    def _insert_statement(self, specs: list[JobSpec]) -> tuple[bytes, dict[str, Any]]:
-        if len(specs) == 1:
-            return self.queries["job_insert_one"], {**specs[0].row, "channel": self.channel}
-        params: dict[str, Any] = as_arrays([s.row for s in specs], INSERT_COLUMNS)
-        params["channel"] = self.channel
-        return self.queries["job_insert"], params
-
-    def _inserted_jobs(self, specs: list[JobSpec], rows: list[Row]) -> list[Job | None]:
-        if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision
-            return [None]
-        return [
-            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0, "released": 0},
-                         self.serializer)
-            if row["id"] is not None else None
-            for spec, row in zip(specs, rows, strict=True)
-        ]
-
-    def insert_specs(self, fetch: Fetch, specs: list[JobSpec]) -> list[Job | None]:
-        """The statements of an enqueue, run through ``fetch`` (one transaction)."""
-        steps = self._insert_steps(specs)
-        statement = next(steps)
-        while True:
-            try:
-                statement = steps.send(fetch(*statement))
-            except StopIteration as done:
-                return done.value
-
-    def _insert_steps(self, specs: list[JobSpec]) -> InsertSteps:
-        """The statements of an enqueue as a generator: it yields ``(query, params)``, is
-        sent the rows, and returns the jobs. Drivers run it on a blocking connection
-        (``insert_specs``) or on an asyncio one (``pgwerk.aio``) with the same logic."""
-        check_enqueue(self, (spec.row for spec in specs))
-        upstream = sorted({d.job_id for s in specs for d in s.depends_on})
-        if upstream:
-            found = {r["id"]: r["status"] for r in (
-                yield self.queries["job_deps_lock"], {"ids": upstream})}
-            missing = [i for i in upstream if i not in found]
-            if missing:
-                raise ValueError(
-                    f"_depends_on names job(s) that do not exist: {', '.join(map(str, missing))}"
-                )
-            for spec in specs:
-                pending = [d for d in spec.depends_on if found[d.job_id] not in _TERMINAL]
-                broken = [d for d in spec.depends_on
-                          if found[d.job_id] in _TERMINAL and found[d.job_id] != "complete"
-                          and not d.allow_failure]
-                if pending:
-                    spec.row["waiting"] = True
-                elif broken:
-                    spec.row["dep_error"] = (
-                        "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
-                            f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
-                    )
-        rows = yield self._insert_statement(specs)
-        if len(specs) == 1 and not rows:
-            rows = [{"id": None}]
-        if upstream:
-            links = [(row["id"], d.job_id, d.allow_failure)
-                     for row, spec in zip(rows, specs, strict=True) if row["id"] is not None
-                     for d in spec.depends_on]
-            if links:
-                job_ids, up, allow = zip(*links, strict=True)
-                yield (self.queries["job_deps_link"],
-                       {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
-        return self._inserted_jobs(specs, rows)
+        if conn is not None and not self._store.is_open:
+            # Creates or checks the tables, as any first use does, within the time budget.
+            self._store.open(deadline=time.monotonic() + self.config.enqueue_timeout)
+        return self._store.insert(specs, conn)
 
     # -- waiting for results ------------------------------------------------------------
 
@@ -308,7 +194,7 @@ class Werk:
             specs.append(build_spec(params, self.config))
         if not specs:
             return []
-        jobs = self.enqueue_specs(specs)
+        jobs = self._insert(specs)
         if any(j is None for j in jobs):
             raise WerkError("map: a job key collided with an existing job")
         done = self._wait_many([j.id for j in jobs if j is not None], timeout)
@@ -339,17 +225,16 @@ class Werk:
         timeout = seconds("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._waiting_subscribed:
-            self._listener.subscribe(self._waiters.notify)
+            self._store.listener.subscribe(self._waiters.notify)
             self._waiting_subscribed = True
-        self._listener.wait_ready(timeout=2.0)
+        self._store.listener.wait_ready(timeout=2.0)
         event = self._waiters.register(ids)
         try:
             pending = set(ids)
             fallback = 0.5
             while pending:
                 event.clear()
-                rows = self.fetch("job_statuses", {"ids": sorted(pending)})
-                seen = {r["id"]: r["status"] for r in rows}
+                seen = self._store.statuses(sorted(pending))
                 for job_id in list(pending):
                     if job_id not in seen:
                         raise JobNotFound(job_id)
@@ -370,8 +255,7 @@ class Werk:
                 fallback = min(fallback * 2, 5.0)
         finally:
             self._waiters.unregister(ids, event)
-        rows = self.fetch("job_get_many", {"ids": ids})
-        jobs = {r["id"]: job_from_row(r, self.serializer) for r in rows}
+        jobs = self._store.get_jobs(ids)
         for job_id in ids:
             if job_id not in jobs:
                 raise JobNotFound(job_id)
@@ -382,13 +266,13 @@ class Werk:
     def get_job(self, job_id: int | str) -> Job:
         """The job with this id (an int, or a string of digits as found in a URL or a
         form). Raises ``JobNotFound``, also for a string that is not an id."""
-        rows = self.fetch("job_get", {"id": _existing_id(job_id)})
-        if not rows:
+        row = self._store.get_job_row(_existing_id(job_id))
+        if row is None:
             raise JobNotFound(job_id)
-        return job_from_row(rows[0], self.serializer)
+        return self._store.job(row)
 
     def _exists_or_raise(self, job_id: int) -> None:
-        if not self.fetch("job_statuses", {"ids": [job_id]}):
+        if not self._store.statuses([job_id]):
             raise JobNotFound(job_id)
 
     def cancel_job(self, job_id: int | str) -> bool:
@@ -396,11 +280,9 @@ class Werk:
 
         Returns False when the job already started or ended. Raises ``JobNotFound``."""
         job_id = _existing_id(job_id)
-        rows = self.fetch("job_cancel", {"ids": [job_id], "channel": self.channel})
-        if not rows:
+        if not self._store.cancel([job_id]):
             self._exists_or_raise(job_id)
             return False
-        self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
         return True
 
     def abort_job(self, job_id: int | str) -> bool:
@@ -410,16 +292,14 @@ class Werk:
         job_id = _existing_id(job_id)
         if self.cancel_job(job_id):
             return True
-        rows = self.fetch("job_abort", {"id": job_id, "channel": self.channel})
-        return bool(rows)
+        return self._store.abort(job_id)
 
     def requeue_job(self, job_id: int | str) -> bool:
         """Run a failed, aborted or expired job again (one more attempt).
 
         Returns False when the job is not in one of those states. Raises ``JobNotFound``."""
         job_id = _existing_id(job_id)
-        rows = self.fetch("job_requeue", {"ids": [job_id], "channel": self.channel})
-        if not rows:
+        if not self._store.requeue([job_id]):
             self._exists_or_raise(job_id)
             return False
         return True
@@ -428,13 +308,12 @@ class Werk:
         """Renew a job's heartbeat, as its worker does for ``_heartbeat`` jobs. Returns
         False if the job does not exist or is not running."""
         found = _job_id(job_id)
-        return found is not None and bool(self.fetch("job_touch", {"id": found}))
+        return found is not None and self._store.touch(found)
 
     def get_executions(self, job_id: int | str) -> list[Execution]:
         """One record per attempt of the job, oldest first."""
         job = self.get_job(job_id)
-        rows = self.fetch("execution_list", {"id": job.id})
-        runs = [Execution(**r) for r in rows]
+        runs = self._store.executions(job.id)
         recorded = {r.attempt for r in runs}
         if job.attempts > 0 and job.attempts not in recorded and job.started_at is not None:
             runs.append(Execution(
@@ -449,26 +328,18 @@ class Werk:
         (``status`` is None for a dependency whose row is gone). Raises ``JobNotFound``."""
         job_id = _existing_id(job_id)
         self._exists_or_raise(job_id)
-        return self.fetch("job_dependencies", {"id": job_id})
+        return self._store.dependencies(job_id)
 
     def list_workers(self) -> list[WorkerInfo]:
         """Registered workers with their last heartbeat."""
-        return [
-            WorkerInfo(
-                id=r["id"], hostname=r["hostname"], pid=r["pid"], queues=tuple(r["queues"]),
-                concurrency=r["concurrency"], pool=r["pool"], started_at=r["started_at"],
-                heartbeat_at=r["heartbeat_at"], heartbeat_age=float(r["heartbeat_age"]),
-                active_jobs=int(r["active_jobs"]), stopping=r["stopping"],
-            )
-            for r in self.fetch("worker_list")
-        ]
+        return self._store.list_workers()
 
     def sweep(self) -> dict[str, int]:
         """One pass of the maintenance steps (rescue, expire, dependents, prune), if no
         other process is sweeping right now. Returns counts per step ({} if skipped)."""
         from pgwerk._sweep import run_sweep
 
-        return run_sweep(self)
+        return run_sweep(self._store)
 
     # -- admin: finding jobs, and acting on many at once -------------------------------------
     # One filter (``_job_filter``) serves the list, the count and the bulk actions, so the
@@ -502,8 +373,7 @@ class Werk:
         integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
         params = self._job_filter(queue, [status] if status is not None else None, function,
                                   key=key, search=search, job_id=job_id, older_than=older_than)
-        rows = self.fetch("admin_job_list", {**params, "limit": limit, "offset": offset})
-        return [job_from_row(r, self.serializer) for r in rows]
+        return [self._store.job(r) for r in self._store.list_job_rows(params, limit, offset)]
 
     def count_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
                    function: str | Callable[..., Any] | None = None, *, key: str | None = None,
@@ -512,7 +382,7 @@ class Werk:
         """How many jobs ``list_jobs`` with the same filters would find over all pages."""
         params = self._job_filter(queue, [status] if status is not None else None, function,
                                   key=key, search=search, job_id=job_id, older_than=older_than)
-        return int(self.fetch("admin_job_count", params)[0]["total"])
+        return self._store.count_jobs(params)
 
     def bulk_requeue_jobs(self, queue: str | None = None,
                           function: str | Callable[..., Any] | None = None,
@@ -533,10 +403,10 @@ class Werk:
         wanted = _statuses("bulk_requeue_jobs", statuses, _REQUEUABLE,
                            "cannot be requeued")
         params = self._job_filter(queue, wanted, function, older_than=older_than)
-        ids = [r["id"] for r in self.fetch("admin_job_select", params)]
+        ids = self._store.select_job_ids(params)
         if dry_run or not ids:
             return len(ids)
-        return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
+        return self._store.requeue(ids)
 
     def bulk_cancel_jobs(self, queue: str | None = None,
                          function: str | Callable[..., Any] | None = None,
@@ -548,12 +418,10 @@ class Werk:
             How many jobs were (or, with ``dry_run``, would be) cancelled.
         """
         params = self._job_filter(queue, list(_CANCELLABLE), function)
-        ids = [r["id"] for r in self.fetch("admin_job_select", params)]
+        ids = self._store.select_job_ids(params)
         if dry_run or not ids:
             return len(ids)
-        rows = self.fetch("job_cancel", {"ids": ids, "channel": self.channel})
-        self.resolve_dependents(self.fetch_via_pool, [r["id"] for r in rows if r["has_dependents"]])
-        return len(rows)
+        return len(self._store.cancel(ids))
 
     def purge_jobs(self, statuses: Iterable[JobStatus | str] = ("complete",),
                    queue: str | None = None, function: str | Callable[..., Any] | None = None,
@@ -572,8 +440,8 @@ class Werk:
         params = self._job_filter(queue, wanted, function, older_than=older_than)
         params["older_than"] = params["older_than"] or 0.0  # ended before now, as before
         if dry_run:
-            return int(self.fetch("admin_job_count", params)[0]["total"])
-        return int(self.fetch("admin_job_purge", params)[0]["deleted"])
+            return self._store.count_jobs(params)
+        return self._store.purge(params)
 
     def delete_job(self, job_id: int | str) -> bool:
         """Delete a job row that is not running. Returns False if it did not exist.
@@ -585,12 +453,12 @@ class Werk:
         found = _job_id(job_id)
         if found is None:
             return False
-        rows = self.fetch("admin_job_delete", {"id": found})
-        if not rows:
+        row = self._store.delete_job(found)
+        if row is None:
             return False
-        if not rows[0]["deleted"]:
+        if not row["deleted"]:
             raise WerkError(
-                f"job {job_id} is {rows[0]['status']} and was not deleted: a running job "
+                f"job {job_id} is {row['status']} and was not deleted: a running job "
                 "cannot be deleted; abort it (abort_job) and delete it once it has ended")
         return True
 
@@ -599,12 +467,12 @@ class Werk:
         of its oldest runnable job (queued, or scheduled and due; 0.0 when there is none),
         which is how long new work waits there right now."""
         stats: dict[str, dict[str, Any]] = {}
-        for row in self.fetch("queue_stats"):
+        for row in self._store.queue_counts():
             stats.setdefault(row["queue"], {"oldest_queued_age": 0.0})[row["status"]] = int(
                 row["count"])
-        for row in self.fetch("admin_queue_latency"):
-            if row["queue"] in stats:
-                stats[row["queue"]]["oldest_queued_age"] = max(0.0, row["oldest_queued_age"])
+        for queue, age in self._store.queue_latency().items():
+            if queue in stats:
+                stats[queue]["oldest_queued_age"] = max(0.0, age)
         return stats
 
     def throughput(self, minutes: int = 60) -> list[dict[str, Any]]:
@@ -616,7 +484,7 @@ class Werk:
             raise ValueError(f"minutes must be an int from 1 to 1440, got {minutes!r}")
         return [{"minute": r["minute"], "processed": int(r["processed"]),
                  "failed": int(r["failed"])}
-                for r in self.fetch("admin_throughput", {"minutes": minutes})]
+                for r in self._store.throughput(minutes)]
 
     def _job_filter(self, queue: str | None, statuses: list[Any] | None,
                     function: str | Callable[..., Any] | None, *, key: str | None = None,
@@ -651,21 +519,7 @@ class Werk:
 
     def truncate(self) -> None:
         """Delete every job, worker and schedule of this app. For tests."""
-        self.fetch("truncate")
-
-    # -- shared with the worker and the sweep ---------------------------------------------
-
-    def fetch_via_pool(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
-        return self._db.fetch("run a statement", query, params)
-
-    def resolve_dependents(self, fetch: Fetch, ids: list[int]) -> int:
-        """Promote or fail the waiting dependents of ended jobs, down the chain."""
-        total = 0
-        while ids:
-            rows = fetch(self.queries["deps_resolve"], {"ids": ids, "channel": self.channel})
-            total += len(rows)
-            ids = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
-        return total
+        self._store.truncate()
 
 
 _TIMED_OUT = re.compile(r"^(pgwerk\.exceptions\.)?JobTimeout\b", re.MULTILINE)

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import click
 
-from pgwerk import _migrate
 from pgwerk._cli_support import (
     AppError,
     CliError,
@@ -50,13 +49,14 @@ from pgwerk._cli_support import (
     split_target,
     terminal_width,
 )
-from pgwerk._db import redact_dsn
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
 from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import WorkerFailed
 from pgwerk.job import TERMINAL_STATUSES, EnqueueParams, Job, JobStatus
 from pgwerk.options import build_spec
+from pgwerk.store import migrate as _migrate
+from pgwerk.store.connections import redact_dsn
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +270,7 @@ def info(app: str | None, dsn: str | None, schema: str | None, prefix: str | Non
     try:
         stats = werk.queue_stats()
         workers = werk.list_workers()
-        with werk.db.connection() as conn:
-            version = _migrate.current_version(conn, werk.config.schema, werk.config.prefix)
+        version = werk._store.schema_version()
     finally:
         werk.close()
     summary = {"database": _safe_dsn(werk.dsn), "schema": werk.config.schema,

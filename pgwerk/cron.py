@@ -3,7 +3,7 @@ fixed interval.
 
 One scheduler is active at a time across every process that runs one: the leader holds a
 session-level advisory lock on a connection of its own (in PgBouncer mode a lease row,
-renewed while it leads; see ``pgwerk._lease``). The others try again every
+renewed while it leads; see ``pgwerk.store.lease``). The others try again every
 ``retry_interval`` seconds, so when the leader dies (its connection closes and the lock with
 it, or its lease expires) another takes over. Each tick is enqueued with the idempotency key
 ``cron:<name>:<tick time, ISO 8601 UTC>``: even two leaders at once cannot enqueue a tick
@@ -50,13 +50,13 @@ from typing import Any
 import psycopg
 
 from pgwerk._allowlist import check_enqueue
-from pgwerk._db import UNREACHABLE, Row
-from pgwerk._lease import leadership
 from pgwerk._validate import seconds
-from pgwerk.app import Fetch, Werk
+from pgwerk.app import Werk
 from pgwerk.exceptions import WerkError
 from pgwerk.job import EnqueueParams, Job
 from pgwerk.options import JobSpec, build_spec, function_path
+from pgwerk.store.connections import UNREACHABLE, Row
+from pgwerk.store.lease import leadership
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class CronScheduler:
         self._broken: set[str] = set()  # schedules whose ticks cannot be computed
         self._leader = False
         self.lock_key = zlib.crc32(f"pgwerk:cron:{app.config.schema}.{app.config.prefix}".encode())
-        self._leadership = leadership(app, "cron", self.lock_key)
+        self._leadership = leadership(app._store, "cron", self.lock_key)
         _SCHEDULERS.setdefault(app, []).append(self)
 
     def __repr__(self) -> str:
@@ -379,7 +379,7 @@ class CronScheduler:
         """
         with self._lock:
             known = self._schedules.pop(name, None) is not None
-        removed = bool(self.app.fetch("cron_delete", {"name": name}))
+        removed = self.app._store.cron_delete(name)
         if not (known or removed):
             raise CronJobNotFound(name)
 
@@ -394,15 +394,15 @@ class CronScheduler:
         self._set_paused(name, False)
 
     def _set_paused(self, name: str, paused: bool) -> None:
-        params = {"name": name, "paused": paused}
-        if self.app.fetch("cron_pause", params):
+        store = self.app._store
+        if store.cron_pause(name, paused):
             return
         with self._lock:
             schedule = self._schedules.get(name)
         if schedule is None:
             raise CronJobNotFound(name)
-        self.app.fetch("cron_upsert", _upsert_params([schedule]))
-        self.app.fetch("cron_pause", params)
+        store.cron_upsert(_upsert_params([schedule]))
+        store.cron_pause(name, paused)
 
     def run_now(self, name: str) -> Job:
         """Enqueue one run of a schedule now, outside its ticks (the "run now" button).
@@ -418,7 +418,7 @@ class CronScheduler:
             params = replace(schedule.params,
                              meta={**(schedule.params.meta or {}), "cron": name, "manual": True})
         else:
-            rows = [r for r in self.app.fetch("cron_list") if r["name"] == name]
+            rows = [r for r in self.app._store.cron_list() if r["name"] == name]
             if not rows:
                 raise CronJobNotFound(name)
             options = rows[0]["options"] or {}
@@ -428,13 +428,13 @@ class CronScheduler:
                 queue=str(options.get("queue") or "default"),
                 priority=int(options.get("priority") or 0),
                 meta={"cron": name, "manual": True})
-        job = self.app.enqueue_specs([build_spec(params, self.app.config)])[0]
+        job = self.app._insert([build_spec(params, self.app.config)])[0]
         assert job is not None  # no key, so no collision
         return job
 
     def list(self) -> list[CronJob]:
         """Every schedule registered here or stored in the table, by name."""
-        rows = {r["name"]: r for r in self.app.fetch("cron_list")}
+        rows = {r["name"]: r for r in self.app._store.cron_list()}
         with self._lock:
             schedules = dict(self._schedules)
         now = datetime.now(timezone.utc)
@@ -472,7 +472,7 @@ class CronScheduler:
                 conn: psycopg.Connection[Row] | None = None
                 try:
                     self.app.connect()  # creates or checks the tables
-                    conn = self.app.db.connect_direct("run the cron scheduler")
+                    conn = self.app._store.connect_direct("run the cron scheduler")
                     self._follow_or_lead(conn)
                     backoff = 0.5
                 except UNREACHABLE as exc:
@@ -536,7 +536,7 @@ class CronScheduler:
         with self._lock:
             schedules = tuple(self._schedules.values())
         if schedules and schedules != self._synced:
-            conn.execute(self.app.queries["cron_upsert"], _upsert_params(list(schedules)))
+            self.app._store.cron_upsert(_upsert_params(list(schedules)), conn)
         self._synced = schedules
 
     def tick(self, now: datetime | None = None) -> builtins.list[Job]:
@@ -544,7 +544,7 @@ class CronScheduler:
         due, advance the schedules, and return the jobs enqueued. ``now`` defaults to the
         database's clock (tests pass a moment of their choosing)."""
         self.app.connect()
-        conn = self.app.db.connect_direct("run the cron scheduler")
+        conn = self.app._store.connect_direct("run the cron scheduler")
         try:
             self._sync(conn)
             jobs: builtins.list[Job] = []
@@ -562,20 +562,15 @@ class CronScheduler:
             schedules = dict(self._schedules)
         if not schedules:
             return self.poll_interval
-        app = self.app
-
-        def fetch(query: bytes, params: Mapping[str, Any]) -> list[Row]:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
-
+        app, store = self.app, self.app._store
         with conn.transaction():
-            rows = fetch(app.queries["cron_state"], {"names": list(schedules)})
+            rows = store.cron_state(conn, list(schedules))
             clock = now or rows[0]["now"]
             state = {r["name"]: r for r in rows if r["name"] is not None}
             if set(schedules) - set(state):  # deleted by another process: define again
                 self._synced = None
                 self._sync(conn)
-                rows = fetch(app.queries["cron_state"], {"names": list(schedules)})
+                rows = store.cron_state(conn, list(schedules))
                 state = {r["name"]: r for r in rows if r["name"] is not None}
             planned: builtins.list[tuple[str, builtins.list[JobSpec]]] = []
             advance: builtins.list[tuple[str, datetime, datetime | None]] = []
@@ -597,7 +592,7 @@ class CronScheduler:
                 if specs:
                     planned.append((name, specs))
             if planned:
-                new = self._insert(conn, fetch, planned)
+                new = self._insert(conn, planned)
                 if enqueued is not None:
                     enqueued.extend(new)
                 for job in new:
@@ -608,8 +603,7 @@ class CronScheduler:
             if not advance:
                 return self.poll_interval
             names, lasts, nexts = zip(*advance, strict=True)
-            fetch(app.queries["cron_advance"],
-                  {"names": list(names), "last_ticks": list(lasts), "next_ticks": list(nexts)})
+            store.cron_advance(conn, list(names), list(lasts), list(nexts))
         upcoming = [n for n in nexts if n is not None]
         if not upcoming:
             return self.poll_interval
@@ -644,17 +638,17 @@ class CronScheduler:
         self._broken.add(name)
         logger.exception("cron %s: cannot compute its ticks; skipped until it can", name)
 
-    def _insert(self, conn: psycopg.Connection[Row], fetch: Fetch,
+    def _insert(self, conn: psycopg.Connection[Row],
                 planned: builtins.list[tuple[str, builtins.list[JobSpec]]]) -> builtins.list[Job]:
         """Insert the jobs of every schedule in one statement, oldest tick first. If the
         database refuses a row (a trigger, a constraint of the user's), insert schedule by
         schedule instead, each in a savepoint, and skip those refused."""
-        app = self.app
+        store = self.app._store
         every = sorted((spec for _, specs in planned for spec in specs),
                        key=lambda spec: json.loads(spec.row["meta"])["tick"])
         try:
             with conn.transaction():  # a savepoint inside the pass's transaction
-                jobs = app.insert_specs(fetch, every)
+                jobs = store.insert_in(conn, every)
         except psycopg.Error:
             if conn.broken or conn.closed:
                 raise
@@ -662,7 +656,7 @@ class CronScheduler:
             for name, specs in planned:
                 try:
                     with conn.transaction():
-                        jobs.extend(app.insert_specs(fetch, specs))
+                        jobs.extend(store.insert_in(conn, specs))
                 except psycopg.Error:
                     if conn.broken or conn.closed:
                         raise

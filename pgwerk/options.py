@@ -21,13 +21,6 @@ from pgwerk._validate import seconds as seconds  # the duration check; here for 
 from pgwerk.config import WerkConfig
 from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
 
-#: Columns of one row of the ``job_insert`` statement, in its parameter names.
-INSERT_COLUMNS = (
-    "function", "queue", "priority", "payload", "max_attempts", "retry_intervals", "delay",
-    "at", "key", "group_key", "meta", "timeout", "heartbeat", "ttl", "result_ttl",
-    "failure_ttl", "failure_mode", "callbacks", "repeat", "waiting", "dep_error",
-)
-
 OPTION_NAMES = tuple(
     f"_{f.name}" for f in fields(EnqueueParams) if f.name not in ("func", "args", "kwargs")
 ) + ("_conn",)

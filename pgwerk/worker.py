@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from pgwerk._allowlist import warn_if_unrestricted
 from pgwerk._completions import CompletionWriter
-from pgwerk._db import UNREACHABLE
 from pgwerk._execute import (
     Outcome,
     callback_ref,
@@ -38,13 +37,13 @@ from pgwerk._execute import (
 from pgwerk._heartbeat import Heartbeat, registration
 from pgwerk._logging import job_fields
 from pgwerk._pools import POOL_KINDS, ExecutionPool, make_pool
-from pgwerk._rows import job_from_row
 from pgwerk._timeouts import DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk._validate import integer, is_int, text
 from pgwerk.app import Werk
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerFailed, WorkerShutdown
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 from pgwerk.options import seconds
+from pgwerk.store.connections import UNREACHABLE
 
 if TYPE_CHECKING:
     from pgwerk.metrics import WorkerMetrics
@@ -174,6 +173,7 @@ class Worker:
         if metrics is not None and not callable(getattr(metrics, "job_started", None)):
             raise TypeError(f"metrics must be a pgwerk.metrics.WorkerMetrics, got {metrics!r}")
         self.app = app
+        self.store = app._store
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency
         self.pool_kind = pool
@@ -301,8 +301,8 @@ class Worker:
                                self.timeout_grace, self._on_done)
         self._pool.start()  # forks process-pool children before our threads exist
         self._register()
-        app.listener.subscribe(self._on_notification)
-        app.listener.wait_ready(timeout=5.0)
+        self.store.listener.subscribe(self._on_notification)
+        self.store.listener.wait_ready(timeout=5.0)
         self._completions.start()
         self._heartbeat.start()
         self._sweeper = threading.Thread(target=self._sweep_loop, name="pgwerk-sweep",
@@ -312,7 +312,7 @@ class Worker:
                     ",".join(self.queues), self.pool_kind, self.concurrency)
 
     def _register(self) -> None:
-        self.app.fetch("worker_register", registration(self))
+        self.store.register_worker(registration(self))
         self._registered = True
 
     # -- a start that failed halfway, and parts that died ----------------------------------
@@ -343,7 +343,7 @@ class Worker:
         steps: list[tuple[str, Callable[[], object]]] = []
         if self._pool is not None:
             steps.append(("stop the execution pool", self._pool.stop))
-        steps.append(("unsubscribe", lambda: self.app.listener.unsubscribe(
+        steps.append(("unsubscribe", lambda: self.store.listener.unsubscribe(
             self._on_notification)))
         if self._completions.started():
             steps.append(("stop the completion writer", self._completions.stop))
@@ -358,8 +358,7 @@ class Worker:
 
             steps.append(("stop the sweep", stop_sweep))
         if self._registered:
-            steps.append(("unregister", lambda: self.app.fetch(
-                "worker_unregister", {"id": self.id})))
+            steps.append(("unregister", lambda: self.store.unregister_worker(self.id)))
         if self._watcher is not None:
             steps.append(("stop the deadline watcher", self._watcher.stop))
         for what, step in steps:
@@ -378,7 +377,7 @@ class Worker:
         if held:
             self._completions.unclaim(held)
         try:
-            self.app.fetch("worker_stopping", {"id": self.id})
+            self.store.worker_stopping(self.id)
         except UNREACHABLE:
             pass
         while pool.running_ids() and time.monotonic() < deadline and not self._immediate.is_set():
@@ -400,13 +399,13 @@ class Worker:
                     self._completions.release_ids([job_id])
         pool.stop()
         self._completions.stop()
-        self.app.listener.unsubscribe(self._on_notification)
+        self.store.listener.unsubscribe(self._on_notification)
         self._sweep_stop.set()
         if self._sweeper is not None:
             self._sweeper.join(timeout=5.0)
         self._heartbeat.stop()
         try:
-            self.app.fetch("worker_unregister", {"id": self.id})
+            self.store.unregister_worker(self.id)
         except UNREACHABLE:
             logger.warning("could not unregister worker %s: database unreachable", self.id)
         self._watcher.stop()
@@ -519,16 +518,14 @@ class Worker:
         if round_robin:  # start after the queue of the last job claimed
             queues = queues[self._rotation:] + queues[:self._rotation]
         started = time.monotonic()
-        rows = self.app.db.fetch(
-            "claim jobs", self.app.queries[f"job_claim_{self.dequeue_strategy.value}"],
-            {"queues": queues, "limit": limit, "worker": self.id})
+        jobs = self.store.claim(self.dequeue_strategy.value, queues, limit, self.id)
         if self._auto_prefetch is not None:
             self._adapt_prefetch(time.monotonic() - started)
-        if rows:
-            logger.debug("claimed %d job(s) from %s", len(rows), ",".join(queues))
-        if round_robin and rows:
-            self._rotation = (self.queues.index(rows[-1]["queue"]) + 1) % len(self.queues)
-        return [job_from_row(row, self.app.serializer) for row in rows]
+        if jobs:
+            logger.debug("claimed %d job(s) from %s", len(jobs), ",".join(queues))
+        if round_robin and jobs:
+            self._rotation = (self.queues.index(jobs[-1].queue) + 1) % len(self.queues)
+        return jobs
 
     def _adapt_prefetch(self, rtt: float) -> None:
         """prefetch="auto": hold what this worker finishes in two claim round trips."""
@@ -542,9 +539,8 @@ class Worker:
         self.prefetch = min(self._auto_prefetch, int(2 * self._rate * self._claim_rtt))
 
     def _stage(self) -> None:
-        rows = self.app.fetch("job_stage_scheduled", {"channel": self.app.channel})
-        next_due = rows[0]["next_due_in"] if rows else None
-        wait = self.poll_interval if next_due is None else min(self.poll_interval, float(next_due))
+        _staged, next_due = self.store.stage_scheduled()
+        wait = self.poll_interval if next_due is None else min(self.poll_interval, next_due)
         self._next_stage = time.monotonic() + max(wait, 0.001)
 
     def note_scheduled(self, delay: float) -> None:
@@ -560,10 +556,8 @@ class Worker:
             return False
         if not self._completions.idle():
             return False
-        rows = self.app.fetch("job_stage_scheduled", {"channel": self.app.channel})
-        staged = rows[0]["staged"] if rows else 0
-        next_due = rows[0]["next_due_in"] if rows else None
-        return not staged and (next_due is None or float(next_due) > self.poll_interval)
+        staged, next_due = self.store.stage_scheduled()
+        return not staged and (next_due is None or next_due > self.poll_interval)
 
     def _on_notification(self, payload: str | None) -> None:
         if payload is None:

@@ -106,7 +106,7 @@ def make_job(app: Werk, func: str = "tests.jobs.noop", *, args: tuple[Any, ...] 
 
 def backend_pid(app: Werk) -> int:
     """The server process of the pooled connection that runs the app's next statement."""
-    return int(app.db.fetch("test", b"SELECT pg_backend_pid() AS pid")[0]["pid"])
+    return int(app._store.db.fetch("test", b"SELECT pg_backend_pid() AS pid")[0]["pid"])
 
 
 # -- notifications -----------------------------------------------------------------------

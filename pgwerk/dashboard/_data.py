@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from pgwerk._rows import job_from_row
 from pgwerk.app import Werk
 from pgwerk.exceptions import JobNotFound
 from pgwerk.job import Execution, Job
+from pgwerk.store.rows import job_from_row
 
 
 class _JSONOnly:
@@ -60,20 +60,19 @@ def list_jobs(app: Werk, filters: dict[str, Any], limit: int, offset: int) -> li
         filters.get("queue"), [filters["status"]] if filters.get("status") else None,
         filters.get("function"), key=filters.get("key"), search=filters.get("search"),
         job_id=filters.get("job_id"), older_than=filters.get("older_than"))
-    rows = app.fetch("admin_job_list", {**params, "limit": limit, "offset": offset})
-    return [shown(r) for r in rows]
+    return [shown(r) for r in app._store.list_job_rows(params, limit, offset)]
 
 
 def get_job(app: Werk, job_id: int) -> Shown:
-    rows = app.fetch("job_get", {"id": job_id})
-    if not rows:
+    row = app._store.get_job_row(job_id)
+    if row is None:
         raise JobNotFound(job_id)
-    return shown(rows[0])
+    return shown(row)
 
 
 def executions(app: Werk, job: Job) -> list[Execution]:
     """As ``Werk.get_executions``, from a job already read (so nothing is decoded twice)."""
-    runs = [Execution(**r) for r in app.fetch("execution_list", {"id": job.id})]
+    runs = app._store.executions(job.id)
     if job.attempts > 0 and job.attempts not in {r.attempt for r in runs} \
             and job.started_at is not None:
         runs.append(Execution(job_id=job.id, attempt=job.attempts, worker_id=job.worker_id,
@@ -83,11 +82,11 @@ def executions(app: Werk, job: Job) -> list[Execution]:
 
 
 def dependents(app: Werk, job_id: int) -> list[dict[str, Any]]:
-    return app.fetch("admin_job_dependents", {"id": job_id})
+    return app._store.dependents(job_id)
 
 
 def functions(app: Werk, limit: int = 200) -> list[str]:
-    return [r["function"] for r in app.fetch("admin_function_list", {"limit": limit})]
+    return app._store.functions(limit)
 
 
 def latest_cron_job(app: Werk, name: str, last_tick: datetime | None) -> dict[str, Any] | None:
@@ -102,7 +101,7 @@ def latest_cron_job(app: Werk, name: str, last_tick: datetime | None) -> dict[st
     keys.append(prefix + "*")
     for key in keys:
         params = app._job_filter(None, None, None, key=key)
-        for row in app.fetch("admin_job_list", {**params, "limit": 20, "offset": 0}):
+        for row in app._store.list_job_rows(params, 20, 0):
             if _TICK.match(row["key"][len(prefix):]):
                 return {"id": row["id"], "status": row["status"],
                         "enqueued_at": row["enqueued_at"]}

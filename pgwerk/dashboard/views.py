@@ -173,7 +173,7 @@ def _split_timezone(schedule: str) -> tuple[str, str]:
 
 
 def cron(dash: Dashboard, req: Request) -> str:
-    rows = dash.app.fetch("cron_list")
+    rows = dash.app._store.cron_list()
     schedules = []
     for row in rows:
         options = row["options"] or {}
@@ -295,10 +295,10 @@ def job_act(dash: Dashboard, req: Request, raw_id: str, action: str) -> Response
 
 
 def _status(dash: Dashboard, job_id: int) -> str:
-    rows = dash.app.fetch("job_statuses", {"ids": [job_id]})
-    if not rows:
+    statuses = dash.app._store.statuses([job_id])
+    if not statuses:
         raise JobNotFound(job_id)
-    return str(rows[0]["status"])
+    return statuses[job_id]
 
 
 def _retry(dash: Dashboard, job_id: int, before: str) -> tuple[str, str]:

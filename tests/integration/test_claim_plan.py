@@ -50,7 +50,7 @@ def explain(app: Werk, name: str, params: dict[str, Any], generic: bool) -> Any:
             names.append(match.group(1).decode())
         return f"${names.index(match.group(1).decode()) + 1}".encode()
 
-    text = re.sub(rb"%\((\w+)\)s", number, app.queries[name])
+    text = re.sub(rb"%\((\w+)\)s", number, app._store.queries[name])
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         mode = "force_generic_plan" if generic else "force_custom_plan"
         conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.SQL(mode)))

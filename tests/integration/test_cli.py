@@ -216,7 +216,7 @@ def test_stats_and_info__count_jobs_by_queue_and_status(app: Werk) -> None:
 
 
 def test_workers__lists_registered_workers(app: Werk) -> None:
-    app.fetch("worker_register", {"id": "w1", "hostname": "h", "pid": 1, "queues": ["q"],
+    app._store.fetch("worker_register", {"id": "w1", "hostname": "h", "pid": 1, "queues": ["q"],
                                   "concurrency": 2, "pool": "thread", "heartbeat_interval": 5})
     listed = as_json(run("workers", *db(app), "--json"))
     assert [(w["id"], w["queues"], w["concurrency"]) for w in listed] == [("w1", ["q"], 2)]

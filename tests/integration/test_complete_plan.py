@@ -22,7 +22,7 @@ def explain_generic(app: Werk, name: str, params: dict[str, Any]) -> str:
             names.append(match.group(1).decode())
         return f"${names.index(match.group(1).decode()) + 1}".encode()
 
-    text = re.sub(rb"%\((\w+)\)s", number, app.queries[name])
+    text = re.sub(rb"%\((\w+)\)s", number, app._store.queries[name])
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute(b"PREPARE stmt AS " + text)
@@ -43,6 +43,6 @@ def test_complete_many__finds_jobs_by_primary_key(app: Werk) -> None:
     ids = list(range(1, 201))
     plan = explain_generic(app, "job_complete_many", {
         "batch": json.dumps([[i, 1, "complete", "null", None, 0.0, 0.0] for i in ids]),
-        "worker": "w", "channel": app.channel})
+        "worker": "w", "channel": app._store.channel})
     assert f"{app.config.prefix}_jobs_active_idx" not in plan, plan
     assert f"Index Scan using {app.config.prefix}_jobs_pkey" in plan, plan

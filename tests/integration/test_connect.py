@@ -15,17 +15,17 @@ from tests import jobs
 
 def test_connect__is_lazy(make_app: Any) -> None:
     app = make_app()
-    assert not app.db.is_open
+    assert not app._store.db.is_open
     assert app.enqueue(jobs.noop) is not None
-    assert app.db.is_open
+    assert app._store.db.is_open
 
 
 def test_connect__is_idempotent(make_app: Any) -> None:
     app = make_app()
     assert app.connect() is app
-    pool = app.db.pool()
+    pool = app._store.db.pool()
     assert app.connect() is app
-    assert app.db.pool() is pool
+    assert app._store.db.pool() is pool
 
 
 def test_connect__first_use_from_many_threads_opens_one_pool(make_app: Any) -> None:
@@ -34,7 +34,7 @@ def test_connect__first_use_from_many_threads_opens_one_pool(make_app: Any) -> N
 
     def first_use(_: int) -> object:
         start.wait(timeout=30)
-        return app.db.pool()
+        return app._store.db.pool()
 
     with ThreadPoolExecutor(8) as pool:
         pools = list(pool.map(first_use, range(8)))
@@ -46,11 +46,11 @@ def test_connect__context_manager_closes_and_the_app_reconnects(make_app: Any) -
     with app as entered:
         assert entered is app
         job = app.enqueue(jobs.noop)
-        assert app.db.is_open
-    assert not app.db.is_open
+        assert app._store.db.is_open
+    assert not app._store.db.is_open
     assert job is not None
     assert app.get_job(job.id) == job  # used again: opens a new pool
-    assert app.db.is_open
+    assert app._store.db.is_open
 
 
 def test_connect__unreachable_server_raises_database_unavailable_quickly() -> None:

@@ -144,7 +144,7 @@ def test_payloads__pickled_ones_are_never_unpickled(make_app: MakeApp,
     job = app.enqueue(jobs.echo, Bomb(marker))
     assert job is not None
     marker.unlink(missing_ok=True)  # enqueue's own returned Job decodes what it just wrote
-    size = len(app.fetch("job_get", {"id": job.id})[0]["payload"])
+    size = len(app._store.fetch("job_get", {"id": job.id})[0]["payload"])
     client = Client(Dashboard(app))
     for path in ("/", "/jobs", f"/jobs/{job.id}", f"/jobs?search=x&job_id={job.id}",
                  f"/jobs/{job.id}/delete"):

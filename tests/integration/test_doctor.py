@@ -10,7 +10,7 @@ from psycopg import sql
 
 from pgwerk import Werk
 from pgwerk._doctor import expected_indexes, pooler_signs
-from pgwerk._migrate import latest_version
+from pgwerk.store.migrate import latest_version
 from tests.helpers import ago, make_job, query, table
 from tests.integration.test_cli import as_json, db, run
 
@@ -23,8 +23,8 @@ def doctor(app: Werk, ok: bool = True) -> dict[str, Any]:
 
 
 def register_worker(app: Werk, worker_id: str, queues: list[str], silent_for: float = 0) -> None:
-    app.fetch("worker_register", {"id": worker_id, "hostname": "h", "pid": 1, "queues": queues,
-                                  "concurrency": 2, "pool": "thread", "heartbeat_interval": 5})
+    app._store.register_worker({"id": worker_id, "hostname": "h", "pid": 1, "queues": queues,
+                                "concurrency": 2, "pool": "thread", "heartbeat_interval": 5})
     if silent_for:
         query(app, "UPDATE {workers} SET heartbeat_at = now() - make_interval(secs => %s) "
                    "WHERE id = %s", [silent_for, worker_id])

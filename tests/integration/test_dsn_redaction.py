@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgwerk import ConfigurationError, DatabaseUnavailable, Werk, WerkError
-from pgwerk._db import redact, redact_dsn
 from pgwerk.cli import cli
+from pgwerk.store.connections import redact, redact_dsn
 
 SECRET = "Sup3rS3cret"
 SSL_SECRET = "Ke7Phrase"

@@ -19,7 +19,7 @@ RANGE = r"<= 315576000 seconds \(ten years\)"
 
 
 def _rejected_and_nothing_written(app: Werk, words: str, **options: Any) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         with pytest.raises(ValueError, match=words):
             app.enqueue(jobs.noop, **options)
         assert spy.payloads() == []

@@ -20,7 +20,7 @@ def test_enqueue__key_collision_returns_none(app: Werk) -> None:
 def test_enqueue__key_collision_writes_nothing(app: Werk) -> None:
     first = app.enqueue(jobs.add, 1, 2, _key="invoice:42", _queue="a")
     assert first is not None
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         app.enqueue(jobs.echo, "other", _key="invoice:42", _queue="b", _priority=5)
         assert spy.payloads() == []  # no wake-up for a job that was not written
     assert count_rows(app) == 1

@@ -47,7 +47,7 @@ def test_enqueue_many__whole_list_in_one_insert_statement(app: Werk,
     statements.clear()
     result = app.enqueue_many(params)
     assert len(statements) == 1
-    assert statements[0] == app.queries["job_insert"]
+    assert statements[0] == app._store.queries["job_insert"]
     ids = [j.id for j in result if j is not None]
     assert len(ids) == 500
     assert inserted_by_one_statement(app, ids)
@@ -131,8 +131,8 @@ def test_enqueue_many__with_dependencies_inserts_jobs_in_one_statement(
         EnqueueParams(func=jobs.noop, depends_on=done),
         EnqueueParams(func=jobs.noop),
     ])
-    assert statements.count(app.queries["job_insert"]) == 1
-    assert app.queries["job_insert_one"] not in statements
+    assert statements.count(app._store.queries["job_insert"]) == 1
+    assert app._store.queries["job_insert_one"] not in statements
     assert [j.status if j else None for j in result] == [
         JobStatus.Waiting, JobStatus.Waiting, JobStatus.Queued, JobStatus.Queued]
     ids = [j.id for j in result if j is not None]
@@ -144,7 +144,7 @@ def test_enqueue_many__with_dependencies_inserts_jobs_in_one_statement(
 
 
 def test_enqueue_many__one_notification_per_queue(app: Werk) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         app.enqueue_many([EnqueueParams(func=jobs.noop, queue=q) for q in "abab"]
                          + [EnqueueParams(func=jobs.noop, queue="c", delay=60)])
         assert sorted(spy.payloads()) == ["q:a", "q:b"]

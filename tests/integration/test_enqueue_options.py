@@ -225,7 +225,7 @@ def test_enqueue__ids_increase_in_enqueue_order(app: Werk) -> None:
 def test_enqueue__notifies_the_queue_of_a_runnable_job_only(app: Werk) -> None:
     from tests.helpers import ChannelSpy
 
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         app.enqueue(jobs.noop, _queue="mail")
         app.enqueue(jobs.noop, _queue="later", _delay=60)
         assert spy.payloads() == ["q:mail"]

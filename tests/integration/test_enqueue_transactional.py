@@ -124,7 +124,7 @@ def insert_order(app: Werk, caller: Caller) -> None:
 def test_enqueue__with_conn_is_visible_and_wakes_workers_only_after_commit(
     app: Werk, caller: Caller
 ) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         job = app.enqueue(jobs.add, 1, 2, _conn=caller.conn, _queue="tx")
         insert_order(app, caller)
         assert job is not None
@@ -146,7 +146,7 @@ def test_enqueue__with_conn_as_the_only_statement_commits(app: Werk, caller: Cal
 
 
 def test_enqueue__with_conn_leaves_no_trace_after_rollback(app: Werk, caller: Caller) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         insert_order(app, caller)
         job = app.enqueue(jobs.add, 1, 2, _conn=caller.conn)
         assert job is not None
@@ -173,7 +173,7 @@ def test_enqueue__with_conn_key_collision_returns_none(app: Werk, caller: Caller
 
 
 def test_enqueue_many__with_conn_commits_with_the_caller(app: Werk, caller: Caller) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         result = app.enqueue_many(
             [EnqueueParams(func=jobs.add, args=(i, i), queue="m") for i in range(3)]
             + [EnqueueParams(func=jobs.noop, queue="n")], _conn=caller.conn)
@@ -187,7 +187,7 @@ def test_enqueue_many__with_conn_commits_with_the_caller(app: Werk, caller: Call
 
 
 def test_enqueue_many__with_conn_rolls_back_with_the_caller(app: Werk, caller: Caller) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         app.enqueue_many([EnqueueParams(func=jobs.noop) for _ in range(3)], _conn=caller.conn)
         caller.rollback()
         assert spy.payloads() == []

@@ -52,7 +52,7 @@ def test_enqueue__bad_input_raises_and_writes_nothing(
     app: Werk, func: Any, kwargs: dict[str, Any], error: type[Exception], words: str
 ) -> None:
     app.enqueue(jobs.noop)
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         with pytest.raises(error, match=words):
             app.enqueue(func, **kwargs)
         assert spy.payloads() == []
@@ -66,7 +66,7 @@ DURATION_OPTIONS = ["_delay", "_timeout", "_heartbeat", "_ttl", "_result_ttl", "
 @pytest.mark.parametrize("bad", [math.inf, math.nan, 1e300])
 def test_enqueue__duration_out_of_range_raises_and_writes_nothing(
         app: Werk, option: str, bad: Any) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         with pytest.raises(ValueError, match=rf"^{option} must be .*<= 315576000 seconds"):
             app.enqueue(jobs.noop, **{option: bad})
         with pytest.raises(ValueError, match=option):
@@ -83,7 +83,7 @@ def test_enqueue__duration_out_of_range_raises_and_writes_nothing(
     datetime(1900, 1, 1, tzinfo=timezone.utc),
 ], ids=["after-9999-in-utc", "max", "before-year-1-in-utc", "1900"])
 def test_enqueue__at_out_of_range_raises_and_writes_nothing(app: Werk, at: datetime) -> None:
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         with pytest.raises(ValueError, match="^_at must be from 1970-01-01 to before 9999-01-01"):
             app.enqueue(jobs.noop, _at=at)
         assert spy.payloads() == []

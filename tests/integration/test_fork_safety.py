@@ -94,7 +94,7 @@ def test_fork__parent_listener_is_not_shared_with_the_child(make_app: Any) -> No
     app: Werk = make_app()
     job = app.enqueue(jobs.noop)
     assert job is not None
-    assert app.listener.wait_ready(timeout=10)  # the LISTEN connection exists in the parent
+    assert app._store.listener.wait_ready(timeout=10)  # the LISTEN connection exists in the parent
 
     def child() -> dict[str, Any]:
         # The child's own listener and pool: cancel_job notifies, wait_for listens.
@@ -105,4 +105,4 @@ def test_fork__parent_listener_is_not_shared_with_the_child(make_app: Any) -> No
     assert code == 0
     assert report["status"] == "aborted"
     assert app.get_job(job.id).status.value == "aborted"
-    assert app.listener.wait_ready(timeout=10)
+    assert app._store.listener.wait_ready(timeout=10)

@@ -12,7 +12,7 @@ from tests.helpers import ChannelSpy, ago, make_job
 @pytest.mark.parametrize("options", [{}, {"_delay": 60}], ids=["queued", "scheduled"])
 def test_cancel_job__unstarted_job_ends_aborted(app: Werk, options: dict[str, object]) -> None:
     job = make_job(app, options=options)
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         assert app.cancel_job(job.id) is True
         assert spy.payloads() == [f"d:{job.id}"]  # wakes callers of wait_for
     cancelled = app.get_job(job.id)
@@ -70,7 +70,7 @@ def test_abort_job__unstarted_job_is_cancelled(app: Werk) -> None:
 
 def test_abort_job__active_job_is_asked_to_stop(app: Werk) -> None:
     job = make_job(app, status="active", attempts=1, worker_id="w1", started_at=ago(1))
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         assert app.abort_job(job.id) is True
         assert spy.payloads() == [f"a:{job.id}"]  # tells the worker running it
     assert app.get_job(job.id).status is JobStatus.Aborting

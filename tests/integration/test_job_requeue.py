@@ -18,7 +18,7 @@ def failed_job(app: Werk, queue: str = "default", function: str = "tests.jobs.fa
 
 def test_requeue_job__failed_job_runs_again(app: Werk) -> None:
     job_id = failed_job(app, queue="mail")
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         assert app.requeue_job(job_id) is True
         assert spy.payloads() == ["q:mail"]
     job = app.get_job(job_id)

@@ -4,7 +4,7 @@ so a statement that ends thousands of jobs must not put every id in one notice."
 from __future__ import annotations
 
 from pgwerk import EnqueueParams, JobStatus, Werk
-from pgwerk._notify import Waiters
+from pgwerk.store.notify import Waiters
 from tests.helpers import ago, count_rows, make_job, query
 from tests.worker_support import running_worker, wait_status
 

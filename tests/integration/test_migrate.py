@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pgwerk import SchemaError, Werk
-from pgwerk._sql import migrations
+from pgwerk.store.statements import migrations
 from tests import jobs
 from tests.helpers import connect_in_child, query
 

@@ -22,9 +22,9 @@ import pytest
 from psycopg import sql
 
 from pgwerk import ConfigurationError, JobStatus, Werk
-from pgwerk._notify import Poller
-from pgwerk._sql import migrations
 from pgwerk.cron import CronScheduler, run_in_thread, wait_for_leader
+from pgwerk.store.notify import Poller
+from pgwerk.store.statements import migrations
 from tests import jobs, worker_jobs
 from tests.conftest import drop_schemas, unique_schema
 from tests.helpers import connect_in_child, eventually, query, table
@@ -73,8 +73,8 @@ def bouncer_app(make_bouncer_app: Callable[..., Werk]) -> Werk:
 
 
 def test_pgbouncer_mode__polls_and_never_prepares(bouncer_app: Werk) -> None:
-    assert isinstance(bouncer_app.listener, Poller)
-    assert bouncer_app.db.connect_kwargs()["prepare_threshold"] is None
+    assert isinstance(bouncer_app._store.listener, Poller)
+    assert bouncer_app._store.db.connect_kwargs()["prepare_threshold"] is None
 
 
 def test_pgbouncer_mode__switched_on_by_the_environment(
@@ -165,7 +165,7 @@ def test_sweep__its_transaction_lock_works_through_pgbouncer(
     from pgwerk._sweep import leader_lock_key
 
     with psycopg.connect(pg_dsn) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s)", [leader_lock_key(bouncer_app)])
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", [leader_lock_key(bouncer_app._store)])
         assert bouncer_app.sweep() == {}
     assert "rescued" in bouncer_app.sweep()
 

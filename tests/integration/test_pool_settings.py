@@ -7,4 +7,4 @@ from pgwerk import Werk
 
 
 def test_pool__connections_have_jit_off(app: Werk) -> None:
-    assert app.db.fetch("test", b"SHOW jit") == [{"jit": "off"}]
+    assert app._store.db.fetch("test", b"SHOW jit") == [{"jit": "off"}]

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pgwerk import Werk
-from pgwerk._sql import Queries, _blocks
+from pgwerk.store.statements import Queries, _blocks
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 PREPARABLE = re.compile(r"^\s*(WITH|SELECT|INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
@@ -36,7 +36,7 @@ def test_sql__the_loader_sees_every_block_of_the_file() -> None:
 
 @pytest.mark.parametrize("name", names())
 def test_sql__statement_is_accepted_by_postgresql(app: Werk, name: str) -> None:
-    text = app.queries.text(name)
+    text = app._store.queries.text(name)
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         if not PREPARABLE.match("\n".join(
                 line for line in text.splitlines() if not line.lstrip().startswith("--"))):

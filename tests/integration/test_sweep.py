@@ -14,7 +14,7 @@ from tests.helpers import ChannelSpy, ago, make_job, query
 def test_sweep__expires_unstarted_job_past_its_ttl(app: Werk) -> None:
     stale = make_job(app, options={"_ttl": 60}, expires_at=ago(1))
     fresh = make_job(app, options={"_ttl": 60})
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         assert app.sweep()["expired"] == 1
         assert spy.payloads() == [f"d:{stale.id}"]
     expired = app.get_job(stale.id)
@@ -64,7 +64,7 @@ def test_sweep__deletes_rows_past_their_retention(app: Werk) -> None:
 def test_sweep__requeues_an_active_job_whose_worker_is_gone(app: Werk) -> None:
     job = make_job(app, options={"_queue": "q"}, status="active", attempts=1,
                    worker_id="dead-worker", started_at=ago(30), heartbeat_at=ago(30))
-    with ChannelSpy(app.dsn, app.channel) as spy:
+    with ChannelSpy(app.dsn, app._store.channel) as spy:
         assert app.sweep()["rescued"] == 1
         assert "q:q" in spy.payloads()
     rescued = app.get_job(job.id)
@@ -113,7 +113,7 @@ def test_sweep__promotes_waiting_job_whose_dependency_ended(app: Werk) -> None:
 def test_sweep__skips_when_another_process_is_sweeping(app: Werk) -> None:
     stale = make_job(app, options={"_ttl": 60}, expires_at=ago(1))
     with psycopg.connect(app.dsn) as other:
-        other.execute("SELECT pg_advisory_xact_lock(%s)", [leader_lock_key(app)])
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [leader_lock_key(app._store)])
         assert app.sweep() == {}
         other.rollback()
     assert app.get_job(stale.id).status is JobStatus.Queued
@@ -128,8 +128,8 @@ def test_sweep__vacuums_the_jobs_table_once_dead_rows_pile_up(app: Werk) -> None
     from pgwerk._sweep import vacuum_jobs
     from tests.helpers import eventually, query
 
-    with app.db.connection() as conn:
-        assert vacuum_jobs(app, conn) == 0  # nothing dead yet
+    with app._store.db.connection() as conn:
+        assert vacuum_jobs(app._store, conn) == 0  # nothing dead yet
     query(app, "INSERT INTO {jobs} (function, status, payload) "
                "SELECT 'tests.jobs.noop', 'complete', '{{}}' FROM generate_series(1, 30000)")
     query(app, "DELETE FROM {jobs}")

@@ -18,16 +18,16 @@ from tests.worker_support import run_burst
 
 def claim_as(app: Werk, worker_id: str, limit: int = 1) -> list[dict[str, Any]]:
     """Claim jobs exactly as a worker named ``worker_id`` would."""
-    return app.db.fetch("claim", app.queries["job_claim_priority"],
+    return app._store.db.fetch("claim", app._store.queries["job_claim_priority"],
                         {"queues": ["default"], "limit": limit, "worker": worker_id})
 
 
 def complete_as(app: Werk, worker_id: str, job_id: int, attempt: int, status: str,
                 result: str | None = None, error: str | None = None) -> list[dict[str, Any]]:
     """Record an outcome through the statement the worker's batch writer runs."""
-    return app.fetch("job_complete_many", {
+    return app._store.fetch("job_complete_many", {
         "batch": json.dumps([[job_id, attempt, status, result, error, 0.0, 0.0]]),
-        "worker": worker_id, "channel": app.channel,
+        "worker": worker_id, "channel": app._store.channel,
     })
 
 
@@ -106,8 +106,8 @@ def test_zombie__late_outcome_after_another_worker_took_the_job_over_changes_not
 
     assert complete_as(app, "zombie", job.id, 1, "failed", error="zombie says failed") == []
     assert complete_as(app, "zombie", job.id, 2, "failed", error="zombie, wrong worker") == []
-    assert app.fetch("job_release_many", {"ids": [job.id], "worker": "zombie",
-                                          "channel": app.channel}) == []
+    assert app._store.fetch("job_release_many", {"ids": [job.id], "worker": "zombie",
+                                          "channel": app._store.channel}) == []
     current = app.get_job(job.id)
     assert (current.status, current.worker_id) == (JobStatus.Active, "second")
     assert query(app, "SELECT job_id FROM {job_groups}") == [{"job_id": job.id}]
@@ -123,7 +123,7 @@ def test_zombie__worker_batch_writer_logs_and_skips_an_outcome_it_no_longer_owns
         app: Werk, caplog: pytest.LogCaptureFixture) -> None:
     from pgwerk import Worker
     from pgwerk._execute import Settlement
-    from pgwerk._rows import job_from_row
+    from pgwerk.store.rows import job_from_row
 
     job = app.enqueue(worker_jobs.double, 2)
     assert job is not None

@@ -71,7 +71,7 @@ def test_sweep__deletes_a_complete_job_after_its_result_ttl(app: Werk) -> None:
     purged = app.enqueue(worker_jobs.double, 2, _result_ttl=3600)
     assert kept is not None and purged is not None
     run_burst(app)
-    [row] = app.db.fetch("t", app.queries["job_get"], {"id": purged.id})
+    [row] = app._store.db.fetch("t", app._store.queries["job_get"], {"id": purged.id})
     assert seconds_between(row["completed_at"], row["purge_at"]) == pytest.approx(3600)
 
     assert app.sweep()["pruned"] == 0
@@ -87,7 +87,7 @@ def test_sweep__deletes_a_failed_job_after_its_failure_ttl(app: Werk) -> None:
     job = app.enqueue(worker_jobs.fail, _failure_ttl=7200, _result_ttl=1)
     assert job is not None
     run_burst(app)
-    [row] = app.db.fetch("t", app.queries["job_get"], {"id": job.id})
+    [row] = app._store.db.fetch("t", app._store.queries["job_get"], {"id": job.id})
     assert row["status"] == "failed"
     assert seconds_between(row["completed_at"], row["purge_at"]) == pytest.approx(7200)
 
@@ -103,7 +103,7 @@ def test_worker__keeps_rows_forever_with_a_ttl_of_none(make_app: MakeApp) -> Non
     job = app.enqueue(worker_jobs.double, 1)
     assert job is not None
     run_burst(app)
-    [row] = app.db.fetch("t", app.queries["job_get"], {"id": job.id})
+    [row] = app._store.db.fetch("t", app._store.queries["job_get"], {"id": job.id})
     assert row["status"] == "complete" and row["purge_at"] is None
 
 

@@ -279,7 +279,7 @@ class JobLifecycle(RuleBasedStateMachine):
             if not holder.beating:
                 continue
             beating = sorted({j.id for j in holder.hand if j.heartbeat})
-            row = self.app.fetch("job_heartbeat_many",
+            row = self.app._store.fetch("job_heartbeat_many",
                                  {"worker": holder.worker.id, "job_ids": beating})[0]
             held, aborting = self.model.heartbeat(holder.worker.id, beating)
             assert row["registered"] == 1

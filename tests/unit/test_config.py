@@ -164,8 +164,8 @@ def test_werk__channel_is_per_schema_and_prefix() -> None:
     a = Werk("postgresql://localhost/x", schema="s1")
     b = Werk("postgresql://localhost/x", schema="s2")
     c = Werk("postgresql://localhost/x", schema="s1", prefix="other")
-    assert len({a.channel, b.channel, c.channel}) == 3
-    assert all(len(x.channel) <= 63 for x in (a, b, c))
+    assert len({a._store.channel, b._store.channel, c._store.channel}) == 3
+    assert all(len(x._store.channel) <= 63 for x in (a, b, c))
 
 
 # -- DSN resolution ----------------------------------------------------------------------------

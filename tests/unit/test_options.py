@@ -25,13 +25,13 @@ from pgwerk import (
 )
 from pgwerk.job import CallbackRef
 from pgwerk.options import (
-    INSERT_COLUMNS,
     OPTION_NAMES,
     build_spec,
     function_path,
     params_from_call,
     repeat_spec,
 )
+from pgwerk.store.statements import INSERT_COLUMNS
 from tests import jobs
 
 CONFIG = WerkConfig()

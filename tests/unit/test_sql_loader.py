@@ -6,10 +6,17 @@ import re
 
 import pytest
 
-from pgwerk._migrate import migration_sql
-from pgwerk._sql import CLAIM_ORDERS, Queries, _blocks, migrations, one_row_insert, quote_ident
+from pgwerk.store.migrate import migration_sql
+from pgwerk.store.statements import (
+    CLAIM_ORDERS,
+    Queries,
+    _blocks,
+    blocks,
+    migrations,
+    quote_ident,
+)
 
-TOKEN = re.compile(r"\{(schema|[TNR]:\w+)\}")
+TOKEN = re.compile(r"\{\w+\}")
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +55,34 @@ def test_sql__quote_ident_doubles_quotes() -> None:
     assert quote_ident('a"b') == '"a""b"'
 
 
-def test_sql__one_row_insert_is_derived_from_the_bulk_insert(queries: Queries) -> None:
-    one = queries.text("job_insert_one")
+def _without_source(text: str) -> str:
+    start = text.index("    FROM ", text.index("WITH src AS"))
+    return text[:start] + text[text.index("\n),\nins AS"):]
+
+
+def test_sql__one_row_insert_is_the_bulk_insert_with_scalar_parameters(
+        queries: Queries) -> None:
+    one, bulk = queries.text("job_insert_one"), queries.text("job_insert")
     assert "[]" not in one
     assert "unnest(" not in one
     assert one.count("(VALUES (") == 1
-    assert one == one_row_insert(queries.text("job_insert"))
-    bulk_params = set(re.findall(r"%\((\w+)\)s", queries.text("job_insert")))
+    assert _without_source(one) == _without_source(bulk)
+    bulk_params = set(re.findall(r"%\((\w+)\)s", bulk))
     assert set(re.findall(r"%\((\w+)\)s", one)) == bulk_params
 
 
-def test_sql__one_row_insert_refuses_an_unexpected_shape() -> None:
-    with pytest.raises(RuntimeError, match="shape"):
-        one_row_insert("INSERT INTO t SELECT * FROM x")
+def test_sql__every_block_says_what_it_does() -> None:
+    for filename in ("queries.sql", "doctor.sql"):
+        for name, body in blocks(filename).items():
+            assert body.startswith("-- "), f"{filename}: block {name} has no description"
+
+
+def test_sql__a_maintenance_step_takes_the_moment_to_act_at(queries: Queries) -> None:
+    for name in ("sweep_rescue_orphans", "sweep_expire", "sweep_prune",
+                 "sweep_forget_workers", "job_stage_scheduled"):
+        text = queries.text(name)
+        assert "coalesce(%(now)s::timestamptz, now())" in text, name
+        assert "now()" not in text.replace("coalesce(%(now)s::timestamptz, now())", ""), name
 
 
 def test_sql__claim_has_one_variant_per_dequeue_order(queries: Queries) -> None:

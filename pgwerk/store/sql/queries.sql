@@ -1,5 +1,6 @@
 -- Every statement pgwerk runs, one named block each (noun first, so related statements
--- sort together). Tokens as in migrations/; parameters are psycopg's %(name)s.
+-- sort together). Table names are placeholders composed for the app (see
+-- pgwerk/store/statements.py); parameters are psycopg's %(name)s.
 -- Notices of ended jobs ('d:' and their ids) name at most 300 ids: PostgreSQL refuses a
 -- payload over 8,000 bytes. Past that, 'd:*' tells every waiter to look again.
 -- CTEs that only send notices are joined into the final SELECT (count(*)) so that they
@@ -14,20 +15,11 @@
 -- decided (id, status, times); a NULL id where the key already existed.
 -- Wakes idle workers with one notification per queue that got a runnable job.
 WITH src AS (
-    SELECT nextval({R:jobs_id_seq}) AS id, s.*
-    FROM unnest(
-        %(function)s::text[], %(queue)s::text[], %(priority)s::int[], %(payload)s::text[],
-        %(max_attempts)s::int[], %(retry_intervals)s::text[], %(delay)s::float8[],
-        %(at)s::timestamptz[], %(key)s::text[], %(group_key)s::text[], %(meta)s::text[],
-        %(timeout)s::float8[], %(heartbeat)s::float8[], %(ttl)s::float8[],
-        %(result_ttl)s::float8[], %(failure_ttl)s::float8[], %(failure_mode)s::text[],
-        %(callbacks)s::text[], %(repeat)s::text[], %(waiting)s::bool[], %(dep_error)s::text[]
-    ) WITH ORDINALITY AS s(function, queue, priority, payload, max_attempts, retry_intervals,
-        delay, at, key, group_key, meta, timeout, heartbeat, ttl, result_ttl, failure_ttl,
-        failure_mode, callbacks, repeat, waiting, dep_error, ord)
+    SELECT nextval({jobs_id_seq_regclass}) AS id, s.*
+    FROM {source}
 ),
 ins AS (
-    INSERT INTO {T:jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
+    INSERT INTO {jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
         retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
         result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at)
     SELECT id, function, queue,
@@ -59,46 +51,41 @@ ORDER BY src.ord;
 
 -- name: job_deps_lock
 -- The upstream jobs of a new dependent, locked so none ends before the dependent is linked.
-SELECT id, status FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]) FOR SHARE;
+SELECT id, status FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) FOR SHARE;
 
 -- name: job_deps_link
 -- Record dependencies and flag upstream jobs so whoever ends them resolves their dependents.
 WITH link AS (
-    INSERT INTO {T:job_deps} (job_id, depends_on, allow_failure)
+    INSERT INTO {job_deps} (job_id, depends_on, allow_failure)
     SELECT * FROM unnest(%(job_ids)s::bigint[], %(upstream)s::bigint[], %(allow)s::bool[])
     ON CONFLICT DO NOTHING
     RETURNING depends_on
 )
-UPDATE {T:jobs} SET has_dependents = true
+UPDATE {jobs} SET has_dependents = true
 WHERE id IN (SELECT depends_on FROM link) AND NOT has_dependents;
 
 -- name: job_get
-SELECT * FROM {T:jobs} WHERE id = %(id)s;
+-- One job by id.
+SELECT * FROM {jobs} WHERE id = %(id)s;
 
 -- name: job_get_many
-SELECT * FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]);
+-- The given jobs (missing ones are absent).
+SELECT * FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: job_statuses
 -- The status of each given job (missing jobs are absent from the answer).
-SELECT id, status FROM {T:jobs} WHERE id = ANY(%(ids)s::bigint[]);
-
--- name: job_list
-SELECT * FROM {T:jobs}
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(status)s::text IS NULL OR status = %(status)s)
-  AND (%(function)s::text IS NULL OR function = %(function)s)
-ORDER BY id DESC
-LIMIT %(limit)s OFFSET %(offset)s;
+SELECT id, status FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]);
 
 -- name: job_dependencies
+-- The jobs a job depends on, with their status (NULL for a row that is gone).
 SELECT d.depends_on AS id, d.allow_failure, j.status
-FROM {T:job_deps} d LEFT JOIN {T:jobs} j ON j.id = d.depends_on
+FROM {job_deps} d LEFT JOIN {jobs} j ON j.id = d.depends_on
 WHERE d.job_id = %(id)s ORDER BY d.depends_on;
 
 -- name: job_cancel
 -- Stop jobs that have not started; they end 'aborted' (and waiters are told).
 WITH cancelled AS (
-    UPDATE {T:jobs} SET status = 'aborted', completed_at = now(),
+    UPDATE {jobs} SET status = 'aborted', completed_at = now(),
         error = 'cancelled before it started',
         purge_at = now() + make_interval(secs => CASE WHEN failure_ttl IS NOT NULL THEN least(failure_ttl, 315576000) END)
     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('queued', 'scheduled', 'waiting')
@@ -114,7 +101,7 @@ SELECT cancelled.* FROM cancelled CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- name: job_abort
 -- Ask the worker running a job to stop it; the worker ends it 'aborted'.
 WITH asked AS (
-    UPDATE {T:jobs} SET status = 'aborting'
+    UPDATE {jobs} SET status = 'aborting'
     WHERE id = %(id)s AND status = 'active'
     RETURNING id
 )
@@ -123,20 +110,20 @@ SELECT id, pg_notify(%(channel)s, 'a:' || id) FROM asked;
 -- name: job_requeue
 -- Run ended jobs again: their last attempt goes to the history, and they get one more.
 WITH old AS (
-    SELECT id, attempts, worker_id, started_at, completed_at, status, error FROM {T:jobs}
+    SELECT id, attempts, worker_id, started_at, completed_at, status, error FROM {jobs}
     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'aborted', 'expired')
     FOR UPDATE
 ),
 history AS (
-    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
+    INSERT INTO {executions} (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
     SELECT id, attempts, worker_id, started_at, coalesce(completed_at, now()), status, error
     FROM old WHERE attempts > 0
 ),
 again AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         -- A dependent whose upstream jobs have not all ended waits for them again.
         status = CASE WHEN EXISTS (
-                SELECT 1 FROM {T:job_deps} d JOIN {T:jobs} u ON u.id = d.depends_on
+                SELECT 1 FROM {job_deps} d JOIN {jobs} u ON u.id = d.depends_on
                 WHERE d.job_id = j.id
                   AND u.status NOT IN ('complete', 'failed', 'aborted', 'expired'))
             THEN 'waiting' ELSE 'queued' END,
@@ -152,36 +139,10 @@ wake AS (
 )
 SELECT again.id FROM again CROSS JOIN (SELECT count(*) FROM wake) AS w;
 
--- name: job_requeue_select
--- Ended jobs matching a filter, for bulk requeue.
-SELECT id FROM {T:jobs}
-WHERE status IN ('failed', 'aborted', 'expired')
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-  AND (%(function)s::text IS NULL OR function = %(function)s);
-
--- name: job_cancel_select
--- Unstarted jobs of a queue (or of all queues), for bulk cancel.
-SELECT id FROM {T:jobs}
-WHERE status IN ('queued', 'scheduled', 'waiting')
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s);
-
--- name: job_delete
-DELETE FROM {T:jobs} WHERE id = %(id)s RETURNING id;
-
 -- name: job_touch
 -- Renew an active job's heartbeat: a sign of life for the rescue rules.
-UPDATE {T:jobs} SET heartbeat_at = now()
+UPDATE {jobs} SET heartbeat_at = now()
 WHERE id = %(id)s AND status IN ('active', 'aborting') RETURNING id;
-
--- name: job_purge
--- Delete ended jobs in the given statuses that ended before the cut-off.
-WITH gone AS (
-    DELETE FROM {T:jobs}
-    WHERE status = ANY(%(statuses)s::text[])
-      AND coalesce(completed_at, enqueued_at) < now() - make_interval(secs => %(older_than)s)
-    RETURNING 1
-)
-SELECT count(*) AS deleted FROM gone;
 
 -- name: job_claim
 -- Claim up to %(limit)s runnable jobs of the given queues. Per queue the claim index is
@@ -194,11 +155,11 @@ WITH ranked AS (
         row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
     FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
     CROSS JOIN LATERAL (
-        SELECT j.id, j.group_key, j.priority FROM {T:jobs} j
+        SELECT j.id, j.group_key, j.priority FROM {jobs} j
         WHERE j.status = 'queued' AND j.queue = q.name
           AND (j.expires_at IS NULL OR j.expires_at > now())
           AND (j.group_key IS NULL OR NOT EXISTS (
-              SELECT 1 FROM {T:job_groups} g WHERE g.group_key = j.group_key))
+              SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key))
         ORDER BY j.priority DESC, j.id
         LIMIT %(limit)s
         FOR UPDATE OF j SKIP LOCKED
@@ -207,12 +168,12 @@ WITH ranked AS (
 picked AS (
     SELECT id, group_key, priority, ord FROM (
         SELECT id, group_key, priority,
-            row_number() OVER (ORDER BY /*order*/ priority DESC, id) AS ord
+            row_number() OVER (ORDER BY {order}) AS ord
         FROM ranked) AS numbered
     WHERE ord <= %(limit)s
 ),
 grouped AS (
-    INSERT INTO {T:job_groups} (group_key, job_id)
+    INSERT INTO {job_groups} (group_key, job_id)
     SELECT DISTINCT ON (group_key) group_key, id FROM picked
     WHERE group_key IS NOT NULL
     ORDER BY group_key, priority DESC, id
@@ -220,7 +181,7 @@ grouped AS (
     RETURNING job_id
 ),
 claimed AS (
-    UPDATE {T:jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+    UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
         heartbeat_at = now(), worker_id = %(worker)s, error = NULL
     WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
                    UNION ALL SELECT job_id FROM grouped)
@@ -248,13 +209,13 @@ WITH v AS (
     FROM json_array_elements(%(batch)s::json) AS e
 ),
 gone AS (
-    DELETE FROM {T:jobs} j USING v
+    DELETE FROM {jobs} j USING v
     WHERE v.status = 'deleted' AND j.id = v.id AND j.attempts = v.attempt
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, 'deleted'::text AS status, j.queue, j.group_key, j.has_dependents
 ),
 done AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         status = v.status,
         result = v.result,
         error = v.error,
@@ -278,13 +239,13 @@ ended AS (
     SELECT id, status, queue, group_key, has_dependents FROM gone
 ),
 history AS (
-    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome, error)
     SELECT id, attempts, %(worker)s, started_at,
         CASE WHEN kind = 'timeout' THEN 'timeout' ELSE 'failed' END, error FROM done
     WHERE status IN ('queued', 'scheduled')
 ),
 freed AS (
-    DELETE FROM {T:job_groups} g USING ended
+    DELETE FROM {job_groups} g USING ended
     WHERE g.group_key = ended.group_key AND g.job_id = ended.id
 ),
 wake AS (
@@ -307,7 +268,7 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- is stopping): as if never claimed, so no attempt and no history. A job asked to abort
 -- meanwhile ends 'aborted' without running.
 WITH back AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         status = CASE WHEN j.status = 'aborting' THEN 'aborted' ELSE 'queued' END,
         attempts = j.attempts - 1, worker_id = NULL, started_at = NULL, heartbeat_at = NULL,
         error = CASE WHEN j.status = 'aborting' THEN 'aborted before it started' END,
@@ -319,7 +280,7 @@ WITH back AS (
     RETURNING j.id, j.status, j.queue, j.has_dependents
 ),
 freed AS (
-    DELETE FROM {T:job_groups} g USING back WHERE g.job_id = back.id
+    DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
@@ -340,7 +301,7 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- are recorded in the history as 'interrupted'. A job asked to abort ends 'aborted' with
 -- its reason, retention and an ended-jobs notice, like any other end.
 WITH back AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         status = CASE WHEN j.status = 'aborting' THEN 'aborted' ELSE 'queued' END,
         released = j.released + CASE WHEN j.status = 'aborting' THEN 0 ELSE 1 END,
         worker_id = NULL,
@@ -355,11 +316,11 @@ WITH back AS (
     RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at, j.has_dependents
 ),
 history AS (
-    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome, error)
     SELECT id, attempts, %(worker)s, started_at, 'interrupted', 'worker shut down' FROM back
 ),
 freed AS (
-    DELETE FROM {T:job_groups} g USING back WHERE g.job_id = back.id
+    DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
@@ -379,14 +340,14 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- range in a row written by hand or by another version): the attempt ends 'failed' with
 -- the reason, kept for a week, under the same ownership guard.
 WITH done AS (
-    UPDATE {T:jobs} j SET status = 'failed', result = NULL, error = %(error)s,
+    UPDATE {jobs} j SET status = 'failed', result = NULL, error = %(error)s,
         completed_at = now(), purge_at = now() + interval '7 days'
     WHERE j.id = %(id)s AND j.attempts = %(attempt)s
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, j.status, j.group_key, j.has_dependents
 ),
 freed AS (
-    DELETE FROM {T:job_groups} g USING done
+    DELETE FROM {job_groups} g USING done
     WHERE g.group_key = done.group_key AND g.job_id = done.id
 ),
 told AS (
@@ -398,40 +359,40 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- name: job_stage_scheduled
 -- Move due scheduled jobs to the queue and say when the next one is due.
 WITH due AS (
-    SELECT id FROM {T:jobs}
-    WHERE status = 'scheduled' AND scheduled_at <= now()
+    SELECT id FROM {jobs}
+    WHERE status = 'scheduled' AND scheduled_at <= {now}
     ORDER BY scheduled_at LIMIT 5000
     FOR UPDATE SKIP LOCKED
 ),
 staged AS (
-    UPDATE {T:jobs} j SET status = 'queued' FROM due WHERE j.id = due.id RETURNING j.queue
+    UPDATE {jobs} j SET status = 'queued' FROM due WHERE j.id = due.id RETURNING j.queue
 ),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM staged) AS q
 )
 SELECT (SELECT count(*) FROM staged) AS staged,
        (SELECT count(*) FROM wake) AS woken,
-       (SELECT extract(epoch FROM min(scheduled_at) - now()) FROM {T:jobs}
-        WHERE status = 'scheduled' AND scheduled_at > now()) AS next_due_in;
+       (SELECT extract(epoch FROM min(scheduled_at) - {now}) FROM {jobs}
+        WHERE status = 'scheduled' AND scheduled_at > {now}) AS next_due_in;
 
 -- name: job_heartbeat_many
 -- A worker's heartbeat: renew itself and its heartbeating jobs; learn which of its jobs
 -- were asked to abort, which attempts ('id:attempt') the database says it holds, and
 -- whether it is still registered.
 WITH me AS (
-    UPDATE {T:workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
+    UPDATE {workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ),
 beat AS (
-    UPDATE {T:jobs} SET heartbeat_at = now()
+    UPDATE {jobs} SET heartbeat_at = now()
     WHERE id = ANY(%(job_ids)s::bigint[]) AND worker_id = %(worker)s
       AND status IN ('active', 'aborting')
     RETURNING id
 )
 SELECT (SELECT count(*) FROM me) AS registered,
        (SELECT count(*) FROM beat) AS renewed,
-       ARRAY(SELECT id FROM {T:jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
+       ARRAY(SELECT id FROM {jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
            AS aborting,
-       ARRAY(SELECT id || ':' || attempts FROM {T:jobs} WHERE worker_id = %(worker)s
+       ARRAY(SELECT id || ':' || attempts FROM {jobs} WHERE worker_id = %(worker)s
              AND status IN ('active', 'aborting')) AS held;
 
 -- name: deps_resolve
@@ -439,10 +400,10 @@ SELECT (SELECT count(*) FROM me) AS registered,
 -- waiting job is examined (the sweep's safety net); otherwise only dependents of those ids.
 -- A dependency whose row is gone counts as not complete.
 WITH cand AS (
-    SELECT w.id FROM {T:jobs} w
+    SELECT w.id FROM {jobs} w
     WHERE w.status = 'waiting'
       AND (%(ids)s::bigint[] IS NULL OR w.id IN (
-          SELECT d.job_id FROM {T:job_deps} d WHERE d.depends_on = ANY(%(ids)s::bigint[])))
+          SELECT d.job_id FROM {job_deps} d WHERE d.depends_on = ANY(%(ids)s::bigint[])))
     FOR UPDATE SKIP LOCKED
 ),
 st AS (
@@ -454,12 +415,12 @@ st AS (
                         THEN d.depends_on || ' (' || coalesce(u.status, 'deleted') || ')' END,
                    ', ') AS culprits
     FROM cand c
-    JOIN {T:job_deps} d ON d.job_id = c.id
-    LEFT JOIN {T:jobs} u ON u.id = d.depends_on
+    JOIN {job_deps} d ON d.job_id = c.id
+    LEFT JOIN {jobs} u ON u.id = d.depends_on
     GROUP BY c.id
 ),
 upd AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         status = CASE WHEN st.broken THEN 'failed'
                       WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
         error = CASE WHEN st.broken THEN
@@ -484,26 +445,31 @@ CROSS JOIN (SELECT count(*) FROM wake) AS w
 CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: execution_list
+-- The recorded attempts of a job, oldest first.
 SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error
-FROM {T:executions} WHERE job_id = %(id)s ORDER BY attempt, id;
+FROM {executions} WHERE job_id = %(id)s ORDER BY attempt, id;
 
 -- name: worker_register
-INSERT INTO {T:workers} (id, hostname, pid, queues, concurrency, pool, heartbeat_interval)
+-- Register a worker, or renew one presumed dead (it heartbeats again).
+INSERT INTO {workers} (id, hostname, pid, queues, concurrency, pool, heartbeat_interval)
 VALUES (%(id)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(pool)s,
         %(heartbeat_interval)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopping = false;
 
 -- name: worker_unregister
-DELETE FROM {T:workers} WHERE id = %(id)s;
+-- A worker that stopped: its row goes.
+DELETE FROM {workers} WHERE id = %(id)s;
 
 -- name: worker_stopping
-UPDATE {T:workers} SET stopping = true WHERE id = %(id)s;
+-- A worker draining for shutdown (shown as stopping; it claims nothing more).
+UPDATE {workers} SET stopping = true WHERE id = %(id)s;
 
 -- name: worker_list
+-- Registered workers with the age of their heartbeat and their running jobs.
 SELECT w.*, extract(epoch FROM now() - w.heartbeat_at) AS heartbeat_age,
-    (SELECT count(*) FROM {T:jobs} j
+    (SELECT count(*) FROM {jobs} j
      WHERE j.worker_id = w.id AND j.status IN ('active', 'aborting')) AS active_jobs
-FROM {T:workers} w ORDER BY w.started_at;
+FROM {workers} w ORDER BY w.started_at;
 
 -- name: sweep_lock
 -- Only one process sweeps at a time; the lock ends with the transaction. The pass gives
@@ -517,26 +483,26 @@ SELECT pg_try_advisory_xact_lock(%(lock)s) AS leader,
 -- far past max_active_secs without a sign of life (claim, or touch_job). A lost attempt does not spend a retry;
 -- a job lost more than max_lost times fails. An 'aborting' one ends 'aborted'.
 WITH lost AS (
-    SELECT j.id, j.attempts, j.worker_id, j.started_at FROM {T:jobs} j
-    LEFT JOIN {T:workers} w ON w.id = j.worker_id
+    SELECT j.id, j.attempts, j.worker_id, j.started_at FROM {jobs} j
+    LEFT JOIN {workers} w ON w.id = j.worker_id
     WHERE j.status IN ('active', 'aborting')
       AND (w.id IS NULL
-           OR w.heartbeat_at < now() - make_interval(secs => 2 * w.heartbeat_interval + 1)
+           OR w.heartbeat_at < {now} - make_interval(secs => 2 * w.heartbeat_interval + 1)
            OR (j.heartbeat IS NOT NULL
-               AND j.heartbeat_at < now() - make_interval(secs => least(j.heartbeat, 315576000) * 3))
+               AND j.heartbeat_at < {now} - make_interval(secs => least(j.heartbeat, 315576000) * 3))
            OR (j.heartbeat IS NULL AND %(max_active)s::float8 IS NOT NULL
-               AND coalesce(j.heartbeat_at, j.started_at) < now() - make_interval(
+               AND coalesce(j.heartbeat_at, j.started_at) < {now} - make_interval(
                    secs => CASE WHEN j.timeout IS NULL THEN %(max_active)s::float8
                                 ELSE greatest(%(max_active)s::float8, least(j.timeout, 315576000) + 60) END)))
     FOR UPDATE OF j SKIP LOCKED
 ),
 history AS (
-    INSERT INTO {T:executions} (job_id, attempt, worker_id, started_at, outcome, error)
+    INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome, error)
     SELECT id, attempts, worker_id, started_at, 'lost',
         'the worker running this attempt died or stopped heartbeating' FROM lost
 ),
 upd AS (
-    UPDATE {T:jobs} j SET
+    UPDATE {jobs} j SET
         lost = j.lost + 1,
         status = CASE WHEN j.status = 'aborting' THEN 'aborted'
                       WHEN j.lost + 1 > %(max_lost)s THEN 'failed' ELSE 'queued' END,
@@ -545,15 +511,15 @@ upd AS (
                          THEN 'pgwerk: job lost with its worker ' || (j.lost + 1) || ' times'
                      ELSE j.error END,
         completed_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
-                            THEN now() END,
+                            THEN {now} END,
         purge_at = CASE WHEN j.status = 'aborting' OR j.lost + 1 > %(max_lost)s
-                        THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END,
+                        THEN {now} + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END,
         worker_id = NULL
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.status, j.queue, j.has_dependents
 ),
 freed AS (
-    DELETE FROM {T:job_groups} g USING upd WHERE g.job_id = upd.id
+    DELETE FROM {job_groups} g USING upd WHERE g.job_id = upd.id
 ),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
@@ -570,22 +536,22 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: sweep_release_groups
 -- Group rows whose job is no longer active (a crash between claim and record).
-DELETE FROM {T:job_groups} g
-WHERE NOT EXISTS (SELECT 1 FROM {T:jobs} j
+DELETE FROM {job_groups} g
+WHERE NOT EXISTS (SELECT 1 FROM {jobs} j
                   WHERE j.id = g.job_id AND j.status IN ('active', 'aborting'));
 
 -- name: sweep_expire
 -- Unstarted jobs past their ttl end 'expired' without running.
 WITH gone AS (
-    SELECT id FROM {T:jobs}
-    WHERE expires_at < now() AND expires_at IS NOT NULL
+    SELECT id FROM {jobs}
+    WHERE expires_at < {now} AND expires_at IS NOT NULL
       AND status IN ('queued', 'scheduled', 'waiting')
     LIMIT 5000 FOR UPDATE SKIP LOCKED
 ),
 upd AS (
-    UPDATE {T:jobs} j SET status = 'expired', completed_at = now(),
+    UPDATE {jobs} j SET status = 'expired', completed_at = {now},
         error = 'expired: not started within its ttl',
-        purge_at = now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END)
+        purge_at = {now} + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END)
     FROM gone WHERE j.id = gone.id
     RETURNING j.id, j.status, j.has_dependents
 ),
@@ -600,15 +566,16 @@ CROSS JOIN (SELECT count(*) FROM told) AS t;
 -- name: sweep_prune
 -- Delete ended jobs past their retention, a bounded batch at a time.
 WITH gone AS (
-    DELETE FROM {T:jobs} WHERE id IN (
-        SELECT id FROM {T:jobs} WHERE purge_at < now() ORDER BY purge_at LIMIT %(limit)s)
+    DELETE FROM {jobs} WHERE id IN (
+        SELECT id FROM {jobs} WHERE purge_at < {now} ORDER BY purge_at LIMIT %(limit)s)
     RETURNING 1
 )
 SELECT count(*) AS deleted FROM gone;
 
 -- name: sweep_forget_workers
 -- Worker rows silent for a long time (their jobs were rescued long ago).
-DELETE FROM {T:workers} WHERE heartbeat_at < now() - make_interval(secs => %(older_than)s);
+DELETE FROM {workers} WHERE heartbeat_at < {now} - make_interval(secs => %(older_than)s)
+RETURNING id;
 
 -- name: sweep_vacuum_due
 -- Whether the jobs table has gathered enough dead rows to vacuum now: every claim and
@@ -618,19 +585,21 @@ SELECT coalesce(s.n_dead_tup > 10000 + 0.1 * s.n_live_tup
                 AND coalesce(greatest(s.last_vacuum, s.last_autovacuum), '-infinity')
                     < now() - make_interval(secs => %(min_interval)s), false) AS due,
        s.n_dead_tup AS dead
-FROM pg_stat_user_tables s WHERE s.relid = {R:jobs}::regclass;
+FROM pg_stat_user_tables s WHERE s.relid = {jobs_regclass}::regclass;
 
 -- name: sweep_vacuum
 -- SKIP_LOCKED: never wait behind autovacuum, ANALYZE or CREATE INDEX CONCURRENTLY.
-VACUUM (SKIP_LOCKED) {T:jobs};
+VACUUM (SKIP_LOCKED) {jobs};
 
 -- name: queue_stats
-SELECT queue, status, count(*) AS count FROM {T:jobs} GROUP BY queue, status
+-- Job counts per queue and status.
+SELECT queue, status, count(*) AS count FROM {jobs} GROUP BY queue, status
 ORDER BY queue, status;
 
 -- name: truncate
-TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T:cron},
-    {T:leases};
+-- Empty every table of the app (tests).
+TRUNCATE {jobs}, {job_deps}, {job_groups}, {executions}, {workers}, {cron},
+    {leases};
 
 -- name: cron_lock
 -- Try to become the one active cron scheduler: a session lock, held until the scheduler
@@ -638,12 +607,13 @@ TRUNCATE {T:jobs}, {T:job_deps}, {T:job_groups}, {T:executions}, {T:workers}, {T
 SELECT pg_try_advisory_lock(%(lock)s) AS leader;
 
 -- name: cron_unlock
+-- Give up the cron scheduler's leadership.
 SELECT pg_advisory_unlock(%(lock)s) AS released;
 
 -- name: lease_acquire
 -- Take the named lease, or renew it: succeeds (returns a row) when the lease is free,
 -- expired, or already held by this holder. The database's clock decides expiry.
-INSERT INTO {T:leases} AS l (name, holder, expires_at)
+INSERT INTO {leases} AS l (name, holder, expires_at)
 VALUES (%(name)s, %(holder)s, now() + make_interval(secs => %(ttl)s))
 ON CONFLICT (name) DO UPDATE SET
     holder = excluded.holder, expires_at = excluded.expires_at,
@@ -652,11 +622,12 @@ WHERE l.holder = excluded.holder OR l.expires_at < now()
 RETURNING holder;
 
 -- name: lease_release
-DELETE FROM {T:leases} WHERE name = %(name)s AND holder = %(holder)s;
+-- Give up a lease this holder holds.
+DELETE FROM {leases} WHERE name = %(name)s AND holder = %(holder)s;
 
 -- name: cron_upsert
 -- Record the schedules a process defines. Pause state and ticks stay as they are.
-INSERT INTO {T:cron} AS c (name, function, schedule, options)
+INSERT INTO {cron} AS c (name, function, schedule, options)
 SELECT v.name, v.function, v.schedule, v.options::jsonb
 FROM unnest(%(names)s::text[], %(functions)s::text[], %(schedules)s::text[],
             %(options)s::text[]) AS v(name, function, schedule, options)
@@ -670,29 +641,31 @@ WHERE (c.function, c.schedule, c.options)
 -- with a NULL name when none exists yet).
 SELECT n.now, c.name, c.paused, c.last_tick
 FROM (SELECT now() AS now) AS n
-LEFT JOIN {T:cron} c ON c.name = ANY(%(names)s::text[]);
+LEFT JOIN {cron} c ON c.name = ANY(%(names)s::text[]);
 
 -- name: cron_advance
 -- Move schedules past the ticks a pass handled; never backwards (two leaders may race).
-UPDATE {T:cron} c SET last_tick = greatest(c.last_tick, v.last_tick), next_tick = v.next_tick
+UPDATE {cron} c SET last_tick = greatest(c.last_tick, v.last_tick), next_tick = v.next_tick
 FROM unnest(%(names)s::text[], %(last_ticks)s::timestamptz[], %(next_ticks)s::timestamptz[])
     AS v(name, last_tick, next_tick)
 WHERE c.name = v.name;
 
 -- name: cron_list
+-- Every stored schedule.
 SELECT name, function, schedule, paused, last_tick, next_tick, options, updated_at
-FROM {T:cron} ORDER BY name;
+FROM {cron} ORDER BY name;
 
 -- name: cron_pause
 -- Pause or resume a schedule. A resumed schedule goes on from now: the ticks it missed
 -- while paused are not enqueued.
-UPDATE {T:cron} SET paused = %(paused)s, updated_at = now(),
+UPDATE {cron} SET paused = %(paused)s, updated_at = now(),
     last_tick = CASE WHEN %(paused)s THEN last_tick ELSE greatest(last_tick, now()) END
 WHERE name = %(name)s
 RETURNING name;
 
 -- name: cron_delete
-DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;
+-- Forget one schedule.
+DELETE FROM {cron} WHERE name = %(name)s RETURNING name;
 
 -- name: admin_job_list
 -- Jobs matching the admin filter, newest first, one page. The admin filter is the same in
@@ -700,7 +673,7 @@ DELETE FROM {T:cron} WHERE name = %(name)s RETURNING name;
 -- the set the action touches. A NULL parameter does not filter; a key ending in '*'
 -- matches the keys that start with the rest; the age is measured from the end of the job,
 -- or from its enqueueing while it has not ended.
-SELECT * FROM {T:jobs}
+SELECT * FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -715,7 +688,7 @@ LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: admin_job_count
 -- How many jobs match the admin filter.
-SELECT count(*) AS total FROM {T:jobs}
+SELECT count(*) AS total FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -729,7 +702,7 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
 -- name: admin_job_select
 -- Ids of the jobs matching the admin filter, for a bulk requeue or cancel (which then
 -- re-check each job's status under a row lock).
-SELECT id FROM {T:jobs}
+SELECT id FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND status = ANY(%(statuses)s::text[])
   AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -741,7 +714,7 @@ ORDER BY id;
 -- Delete ended jobs matching the admin filter. Running jobs are never deleted, whatever
 -- statuses are passed.
 WITH gone AS (
-    DELETE FROM {T:jobs}
+    DELETE FROM {jobs}
     WHERE status = ANY(%(statuses)s::text[]) AND status NOT IN ('active', 'aborting')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
       AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -755,10 +728,10 @@ SELECT count(*) AS deleted FROM gone;
 -- Delete one job unless it is running (a running job is aborted instead). Answers with
 -- the status the job had, and whether it was deleted; no row when there is no such job.
 WITH target AS (
-    SELECT id, status FROM {T:jobs} WHERE id = %(id)s FOR UPDATE
+    SELECT id, status FROM {jobs} WHERE id = %(id)s FOR UPDATE
 ),
 gone AS (
-    DELETE FROM {T:jobs} j USING target
+    DELETE FROM {jobs} j USING target
     WHERE j.id = target.id AND target.status NOT IN ('active', 'aborting')
     RETURNING j.id
 )
@@ -767,7 +740,7 @@ SELECT target.status, EXISTS (SELECT 1 FROM gone) AS deleted FROM target;
 -- name: admin_queue_latency
 -- Per queue, the age in seconds of its oldest runnable job (queued, or scheduled and due).
 SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8 AS oldest_queued_age
-FROM {T:jobs}
+FROM {jobs}
 WHERE status = 'queued' OR (status = 'scheduled' AND scheduled_at <= now())
 GROUP BY queue;
 
@@ -781,12 +754,12 @@ WITH minutes AS (
 ),
 ended AS (
     SELECT date_trunc('minute', completed_at) AS minute, status = 'failed' AS failed
-    FROM {T:jobs}
+    FROM {jobs}
     WHERE completed_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
       AND started_at IS NOT NULL
     UNION ALL
     SELECT date_trunc('minute', finished_at), outcome = 'failed'
-    FROM {T:executions}
+    FROM {executions}
     WHERE finished_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
 )
 SELECT m.minute, count(e.minute) AS processed, count(e.minute) FILTER (WHERE e.failed) AS failed
@@ -796,9 +769,9 @@ GROUP BY m.minute ORDER BY m.minute;
 -- name: admin_job_dependents
 -- The jobs waiting on (or that waited on) a job, with their status.
 SELECT d.job_id AS id, d.allow_failure, j.status, j.function
-FROM {T:job_deps} d JOIN {T:jobs} j ON j.id = d.job_id
+FROM {job_deps} d JOIN {jobs} j ON j.id = d.job_id
 WHERE d.depends_on = %(id)s ORDER BY d.job_id;
 
 -- name: admin_function_list
 -- The handlers that have jobs, for filter choices (the first few hundred).
-SELECT DISTINCT function FROM {T:jobs} ORDER BY function LIMIT %(limit)s;
+SELECT DISTINCT function FROM {jobs} ORDER BY function LIMIT %(limit)s;

@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable
 
 import psycopg
 
-from pgwerk._db import Database, connect_once, redact
-from pgwerk._sql import quote_ident
 from pgwerk.exceptions import ConfigurationError
+from pgwerk.store.connections import Database, connect_once, redact
+from pgwerk.store.statements import quote_ident
 
 logger = logging.getLogger(__name__)
 

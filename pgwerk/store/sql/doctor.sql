@@ -1,5 +1,5 @@
 -- Read-only statements of `pgwerk doctor` (catalog and statistics views, the app's tables).
--- Same tokens as queries.sql: {T:x} a table of this app, {N:x} an unqualified prefixed name.
+-- Placeholders as in queries.sql (see pgwerk/store/statements.py).
 
 -- name: doctor_server
 -- Server settings and connection counts for the connection headroom check.
@@ -41,7 +41,7 @@ SELECT s.relname AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
     s.last_vacuum, s.last_autovacuum, s.autovacuum_count,
     pg_relation_size(s.relid) AS table_bytes, pg_indexes_size(s.relid) AS index_bytes,
     (SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid)::int AS indexes,
-    coalesce(c.reloptions, '{}') AS options,
+    coalesce(c.reloptions, '{{}}') AS options,
     (SELECT sum(st.avg_width) FROM pg_stats st
      WHERE st.schemaname = s.schemaname AND st.tablename = s.relname)::int AS row_width
 FROM pg_stat_user_tables s
@@ -53,14 +53,14 @@ ORDER BY s.relname;
 -- Registered workers: live ones (heartbeat within two intervals) and silent ones.
 SELECT id, queues, concurrency, extract(epoch FROM now() - heartbeat_at)::float8 AS age,
     heartbeat_at >= now() - make_interval(secs => 2 * heartbeat_interval + 1) AS live
-FROM {T:workers} ORDER BY started_at, id;
+FROM {workers} ORDER BY started_at, id;
 
 -- name: doctor_stuck_active
 -- Running jobs whose worker is gone or silent: only a sweep puts them back.
 SELECT count(*)::int AS count, (array_agg(j.id ORDER BY j.id))[1:10] AS ids,
     extract(epoch FROM now() - min(j.started_at))::float8 AS oldest
-FROM {T:jobs} j
-LEFT JOIN {T:workers} w ON w.id = j.worker_id
+FROM {jobs} j
+LEFT JOIN {workers} w ON w.id = j.worker_id
 WHERE j.status IN ('active', 'aborting')
   AND (w.id IS NULL
        OR w.heartbeat_at < now() - make_interval(secs => 2 * w.heartbeat_interval + 1));
@@ -69,7 +69,7 @@ WHERE j.status IN ('active', 'aborting')
 -- Per queue: runnable jobs and how long the oldest has waited.
 SELECT queue, count(*)::int AS count,
     extract(epoch FROM now() - min(scheduled_at))::float8 AS oldest
-FROM {T:jobs}
+FROM {jobs}
 WHERE status = 'queued'
 GROUP BY queue ORDER BY oldest DESC;
 
@@ -77,7 +77,7 @@ GROUP BY queue ORDER BY oldest DESC;
 -- Per queue: scheduled jobs still not queued %(grace)s seconds after their time.
 SELECT queue, count(*)::int AS count,
     extract(epoch FROM now() - min(scheduled_at))::float8 AS late
-FROM {T:jobs}
+FROM {jobs}
 WHERE status = 'scheduled' AND scheduled_at < now() - make_interval(secs => %(grace)s)
 GROUP BY queue ORDER BY late DESC;
 
@@ -93,4 +93,4 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 -- Stored schedules that are not paused, and how late the latest next tick is.
 SELECT count(*)::int AS active,
     extract(epoch FROM now() - min(next_tick))::float8 AS late
-FROM {T:cron} WHERE NOT paused;
+FROM {cron} WHERE NOT paused;

@@ -3,7 +3,7 @@
 -- and outlives the client that took it; a lease row with an expiry is renewed by its
 -- holder and taken over by another process once it has expired.
 
-CREATE TABLE IF NOT EXISTS {T:leases} (
+CREATE TABLE IF NOT EXISTS {leases} (
     name        text PRIMARY KEY,
     holder      text NOT NULL,
     acquired_at timestamptz NOT NULL DEFAULT now(),

@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from pgwerk.app import Werk
-
-
-def _rows(conn: psycopg.Connection[Any], query: bytes,
-          params: dict[str, Any]) -> list[dict[str, Any]]:
-    cur = conn.execute(query, params)
-    return cur.fetchall() if cur.description else []
+    from pgwerk.store.core import Store
 
 
 class SessionLock:
@@ -38,26 +32,25 @@ class SessionLock:
     #: Nothing to renew: the lock lasts as long as the connection.
     renew_every = math.inf
 
-    def __init__(self, app: Werk, key: int) -> None:
-        self.app = app
+    def __init__(self, store: Store, key: int) -> None:
+        self.store = store
         self.key = key
 
     def acquire(self, conn: psycopg.Connection[Any]) -> bool:
-        rows = _rows(conn, self.app.queries["cron_lock"], {"lock": self.key})
-        return bool(rows and rows[0]["leader"])
+        return self.store.advisory_lock(conn, self.key)
 
     def renew(self, conn: psycopg.Connection[Any]) -> bool:
         return True
 
     def release(self, conn: psycopg.Connection[Any]) -> None:
-        _rows(conn, self.app.queries["cron_unlock"], {"lock": self.key})
+        self.store.advisory_unlock(conn, self.key)
 
 
 class Lease:
     """Leadership as a row with an expiry; any connection (or PgBouncer) will do."""
 
-    def __init__(self, app: Werk, name: str, ttl: float) -> None:
-        self.app = app
+    def __init__(self, store: Store, name: str, ttl: float) -> None:
+        self.store = store
         self.name = name
         self.ttl = ttl
         # Says who holds it, to an operator reading the table: host, pid, and a nonce.
@@ -67,20 +60,19 @@ class Lease:
 
     def acquire(self, conn: psycopg.Connection[Any]) -> bool:
         """Take the lease if it is free or expired (or renew it if it is ours)."""
-        params = {"name": self.name, "holder": self.holder, "ttl": self.ttl}
-        return bool(_rows(conn, self.app.queries["lease_acquire"], params))
+        return self.store.lease_acquire(conn, self.name, self.holder, self.ttl)
 
     def renew(self, conn: psycopg.Connection[Any]) -> bool:
         """Extend the lease; False when it expired and another process took it."""
         return self.acquire(conn)
 
     def release(self, conn: psycopg.Connection[Any]) -> None:
-        _rows(conn, self.app.queries["lease_release"], {"name": self.name, "holder": self.holder})
+        self.store.lease_release(conn, self.name, self.holder)
 
 
-def leadership(app: Werk, name: str, key: int) -> SessionLock | Lease:
-    """How ``app``'s processes elect the one that does ``name``: a lease through
+def leadership(store: Store, name: str, key: int) -> SessionLock | Lease:
+    """How the processes of one app elect the one that does ``name``: a lease through
     PgBouncer, a session advisory lock (``key``) otherwise."""
-    if app.config.pgbouncer:
-        return Lease(app, name, app.config.lease_ttl)
-    return SessionLock(app, key)
+    if store.config.pgbouncer:
+        return Lease(store, name, store.config.lease_ttl)
+    return SessionLock(store, key)

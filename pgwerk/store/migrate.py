@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from pgwerk._sql import migrations, quote_ident, render
 from pgwerk.exceptions import SchemaError
+from pgwerk.store.statements import compose, migrations, quote_ident
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def migration_sql(schema: str, prefix: str, *, since: int = 0) -> str:
     ]
     for version, name, text in migrations():
         if version > since:
-            parts.append(f"-- migration {version:04d}_{name}\n" + render(text, schema, prefix))
+            ddl = compose(text, schema, prefix).as_string(None)
+            parts.append(f"-- migration {version:04d}_{name}\n" + ddl)
             parts.append(
                 f"INSERT INTO {table} (version, name) VALUES ({version}, '{name}') "
                 "ON CONFLICT DO NOTHING;"

@@ -1,0 +1,497 @@
+"""``Store``: the one object that runs pgwerk's SQL.
+
+One typed method per named statement (``queries.sql``). The store owns the connection
+pool, the listening connection and the decoding of rows into ``Job`` records; the user's
+``Werk``, the ``Worker``, the completion writer, the heartbeat, the sweep and the cron
+scheduler call its methods and never hold SQL of their own.
+
+A method that takes ``conn`` runs on that connection (a heartbeat's or a cron leader's own
+connection, or one inside ``transaction()``); without it, on a pooled connection in
+autocommit. Maintenance steps take ``now``: the moment to act as if it were (default: the
+database's clock), so that each can be run alone at a chosen time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgwerk.config import WerkConfig
+from pgwerk.job import TERMINAL_STATUSES, Execution, Job, WorkerInfo
+from pgwerk.store import migrate
+from pgwerk.store.connections import CallerConnection, Database, Row, as_arrays
+from pgwerk.store.notify import Listener, Poller, channel_name, make_listener
+from pgwerk.store.rows import job_from_row
+from pgwerk.store.statements import INSERT_COLUMNS, Queries
+
+logger = logging.getLogger(__name__)
+
+#: A statement and its parameters, as the insert steps yield them.
+Statement = tuple[bytes, Mapping[str, Any]]
+#: The statements of one enqueue: yields statements, is sent their rows, returns the jobs.
+InsertSteps = Generator[Statement, list[Row], list["Job | None"]]
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+
+
+class Store:
+    """pgwerk's tables in one database, schema and prefix.
+
+    Args:
+        dsn: libpq connection string or URL.
+        config: the app's ``WerkConfig`` (pool sizes, timeouts, serializer, ...).
+    """
+
+    def __init__(self, dsn: str, config: WerkConfig) -> None:
+        self.config = config
+        self.serializer = config.serializer
+        self.queries = Queries(config.schema, config.prefix)
+        self.channel = channel_name(config.schema, config.prefix)
+        self.db = Database(dsn, config)
+        self.db.on_first_connect(self._prepare_schema)
+        self.listener: Listener | Poller = make_listener(self.db, self.channel)
+
+    # -- connections ---------------------------------------------------------------------
+
+    def open(self, deadline: float | None = None) -> None:
+        """Open the pool (creating or checking the tables first). Idempotent."""
+        self.db.pool(deadline)
+
+    @property
+    def is_open(self) -> bool:
+        return self.db.is_open
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.db.close()
+
+    def connect_direct(self, what: str, role: str | None = None) -> psycopg.Connection[Row]:
+        """A connection of its own for a long-lived duty (heartbeat, cron leadership),
+        passed back to the methods that take ``conn``."""
+        return self.db.connect_direct(what, role=role)
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[psycopg.Connection[Row]]:
+        """A pooled connection inside one transaction, for several methods to share."""
+        with self.db.connection() as conn, conn.transaction():
+            yield conn
+
+    def _prepare_schema(self, conn: psycopg.Connection[Any]) -> None:
+        if self.config.auto_migrate:
+            migrate.migrate(conn, self.config.schema, self.config.prefix)
+        else:
+            migrate.check_schema(conn, self.config.schema, self.config.prefix)
+
+    def migrate(self) -> int:
+        conn = self.db.connect_direct("migrate")
+        try:
+            return migrate.migrate(conn, self.config.schema, self.config.prefix)
+        finally:
+            conn.close()
+
+    def schema_version(self) -> int:
+        with self.db.connection() as conn:
+            return migrate.current_version(conn, self.config.schema, self.config.prefix)
+
+    # -- running statements ----------------------------------------------------------------
+
+    def fetch(self, name: str, params: Mapping[str, Any] | None = None,
+              conn: psycopg.Connection[Any] | None = None) -> list[Row]:
+        """Run one named statement (on ``conn``, else pooled in autocommit); its rows."""
+        query = self.queries[name]
+        if conn is None:
+            return self.db.fetch(name, query, params or {})
+        cur = conn.execute(query, params or {})
+        return cur.fetchall() if cur.description else []
+
+    def job(self, row: Mapping[str, Any], serializer: Any = None) -> Job:
+        """A row of the jobs table as a ``Job`` (never raises: see ``job_from_row``)."""
+        return job_from_row(row, serializer or self.serializer)
+
+    # -- enqueue ---------------------------------------------------------------------------
+
+    def insert(self, specs: Sequence[Any], conn: Any = None) -> list[Job | None]:
+        """Insert validated job specs (``options.JobSpec``); ``None`` where a key collided.
+
+        ``conn``: the caller's connection (psycopg 3 or 2, SQLAlchemy, Django), to insert in
+        its transaction; else a pooled one.
+        """
+        specs = list(specs)
+        if conn is not None:
+            caller = CallerConnection(conn)
+            if not self.db.is_open:  # creates or checks the tables, as any first use does
+                self.open()
+            return self._drive(self.insert_steps(specs), caller.fetch)
+        if not any(spec.depends_on for spec in specs):
+            query, params = self._insert_statement(specs)
+            return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params))
+
+        def in_transaction(db_conn: psycopg.Connection[Row]) -> list[Job | None]:
+            with db_conn.transaction():
+                return self._drive(self.insert_steps(specs), _fetcher(db_conn))
+
+        return self.db.run("enqueue", in_transaction)
+
+    def insert_in(self, conn: psycopg.Connection[Any], specs: Sequence[Any]) -> list[Job | None]:
+        """``insert`` on a connection of pgwerk's own, in its current transaction."""
+        return self._drive(self.insert_steps(list(specs)), _fetcher(conn))
+
+    async def insert_async(self, conn: psycopg.AsyncConnection[Any],
+                           specs: Sequence[Any]) -> list[Job | None]:
+        """``insert`` on a caller's asyncio connection, in its transaction."""
+        steps = self.insert_steps(list(specs))
+        statement = next(steps)
+        while True:
+            async with conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(*statement)
+                rows = await cur.fetchall() if cur.description else []
+            try:
+                statement = steps.send(rows)
+            except StopIteration as done:
+                return done.value
+
+    @staticmethod
+    def _drive(steps: InsertSteps, fetch: Any) -> list[Job | None]:
+        statement = next(steps)
+        while True:
+            try:
+                statement = steps.send(fetch(*statement))
+            except StopIteration as done:
+                return done.value
+
+    def insert_steps(self, specs: list[Any]) -> InsertSteps:
+        """The statements of an enqueue as a generator: it yields ``(query, params)``, is
+        sent the rows, and returns the jobs; driven on a blocking connection or an asyncio
+        one with the same logic."""
+        upstream = sorted({d.job_id for s in specs for d in s.depends_on})
+        if upstream:
+            found = {r["id"]: r["status"] for r in (
+                yield self.queries["job_deps_lock"], {"ids": upstream})}
+            missing = [i for i in upstream if i not in found]
+            if missing:
+                raise ValueError(
+                    f"_depends_on names job(s) that do not exist: {', '.join(map(str, missing))}"
+                )
+            for spec in specs:
+                pending = [d for d in spec.depends_on if found[d.job_id] not in _TERMINAL]
+                broken = [d for d in spec.depends_on
+                          if found[d.job_id] in _TERMINAL and found[d.job_id] != "complete"
+                          and not d.allow_failure]
+                if pending:
+                    spec.row["waiting"] = True
+                elif broken:
+                    spec.row["dep_error"] = (
+                        "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
+                            f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
+                    )
+        rows = yield self._insert_statement(specs)
+        if len(specs) == 1 and not rows:
+            rows = [{"id": None}]
+        if upstream:
+            links = [(row["id"], d.job_id, d.allow_failure)
+                     for row, spec in zip(rows, specs, strict=True) if row["id"] is not None
+                     for d in spec.depends_on]
+            if links:
+                job_ids, up, allow = zip(*links, strict=True)
+                yield (self.queries["job_deps_link"],
+                       {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
+        return self._inserted_jobs(specs, rows)
+
+    def _insert_statement(self, specs: list[Any]) -> Statement:
+        if len(specs) == 1:
+            return self.queries["job_insert_one"], {**specs[0].row, "channel": self.channel}
+        params: dict[str, Any] = as_arrays([s.row for s in specs], list(INSERT_COLUMNS))
+        params["channel"] = self.channel
+        return self.queries["job_insert"], params
+
+    def _inserted_jobs(self, specs: list[Any], rows: list[Row]) -> list[Job | None]:
+        if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision
+            return [None]
+        return [
+            self.job({**spec.row, **row, "attempts": 0, "lost": 0, "released": 0})
+            if row["id"] is not None else None
+            for spec, row in zip(specs, rows, strict=True)
+        ]
+
+    def resolve_dependents(self, ids: list[int],
+                           conn: psycopg.Connection[Any] | None = None) -> int:
+        """Promote or fail the waiting dependents of ended jobs, down the chain."""
+        total = 0
+        while ids:
+            rows = self.fetch("deps_resolve", {"ids": ids, "channel": self.channel}, conn)
+            total += len(rows)
+            ids = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
+        return total
+
+    # -- reading jobs ----------------------------------------------------------------------
+
+    def get_job_row(self, job_id: int) -> Row | None:
+        rows = self.fetch("job_get", {"id": job_id})
+        return rows[0] if rows else None
+
+    def get_jobs(self, ids: list[int]) -> dict[int, Job]:
+        return {r["id"]: self.job(r) for r in self.fetch("job_get_many", {"ids": ids})}
+
+    def statuses(self, ids: list[int]) -> dict[int, str]:
+        """The status of each job that exists."""
+        return {r["id"]: r["status"] for r in self.fetch("job_statuses", {"ids": ids})}
+
+    def executions(self, job_id: int) -> list[Execution]:
+        return [Execution(**r) for r in self.fetch("execution_list", {"id": job_id})]
+
+    def dependencies(self, job_id: int) -> list[Row]:
+        return self.fetch("job_dependencies", {"id": job_id})
+
+    def dependents(self, job_id: int) -> list[Row]:
+        return self.fetch("admin_job_dependents", {"id": job_id})
+
+    def functions(self, limit: int) -> list[str]:
+        return [r["function"] for r in self.fetch("admin_function_list", {"limit": limit})]
+
+    def list_job_rows(self, where: Mapping[str, Any], limit: int, offset: int) -> list[Row]:
+        """Rows matching the admin filter (``Werk._job_filter``), newest first."""
+        return self.fetch("admin_job_list", {**where, "limit": limit, "offset": offset})
+
+    def count_jobs(self, where: Mapping[str, Any]) -> int:
+        return int(self.fetch("admin_job_count", where)[0]["total"])
+
+    def select_job_ids(self, where: Mapping[str, Any]) -> list[int]:
+        return [r["id"] for r in self.fetch("admin_job_select", where)]
+
+    def queue_counts(self) -> list[Row]:
+        return self.fetch("queue_stats")
+
+    def queue_latency(self) -> dict[str, float]:
+        return {r["queue"]: r["oldest_queued_age"] for r in self.fetch("admin_queue_latency")}
+
+    def throughput(self, minutes: int) -> list[Row]:
+        return self.fetch("admin_throughput", {"minutes": minutes})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=r["id"], hostname=r["hostname"], pid=r["pid"], queues=tuple(r["queues"]),
+                concurrency=r["concurrency"], pool=r["pool"], started_at=r["started_at"],
+                heartbeat_at=r["heartbeat_at"], heartbeat_age=float(r["heartbeat_age"]),
+                active_jobs=int(r["active_jobs"]), stopping=r["stopping"],
+            )
+            for r in self.fetch("worker_list")
+        ]
+
+    # -- changing jobs ---------------------------------------------------------------------
+
+    def cancel(self, ids: list[int]) -> list[int]:
+        """End unstarted jobs ``aborted``; their dependents are resolved. The ids cancelled."""
+        rows = self.fetch("job_cancel", {"ids": ids, "channel": self.channel})
+        self.resolve_dependents([r["id"] for r in rows if r["has_dependents"]])
+        return [r["id"] for r in rows]
+
+    def abort(self, job_id: int) -> bool:
+        return bool(self.fetch("job_abort", {"id": job_id, "channel": self.channel}))
+
+    def requeue(self, ids: list[int]) -> int:
+        return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
+
+    def touch(self, job_id: int) -> bool:
+        return bool(self.fetch("job_touch", {"id": job_id}))
+
+    def purge(self, where: Mapping[str, Any]) -> int:
+        return int(self.fetch("admin_job_purge", where)[0]["deleted"])
+
+    def delete_job(self, job_id: int) -> Row | None:
+        """Delete a job unless it runs: ``{"status", "deleted"}``, None if it did not exist."""
+        rows = self.fetch("admin_job_delete", {"id": job_id})
+        return rows[0] if rows else None
+
+    def truncate(self) -> None:
+        self.fetch("truncate")
+
+    # -- the worker's hot path -----------------------------------------------------------
+
+    def claim(self, strategy: str, queues: list[str], limit: int, worker_id: str) -> list[Job]:
+        """Claim up to ``limit`` runnable jobs of ``queues`` for ``worker_id``, in the
+        order the dequeue ``strategy`` gives."""
+        rows = self.db.fetch("claim jobs", self.queries[f"job_claim_{strategy}"],
+                             {"queues": queues, "limit": limit, "worker": worker_id})
+        return [self.job(row) for row in rows]
+
+    def record_outcomes(self, worker_id: str, outcomes: str,
+                        next_runs: Mapping[int, Any]) -> set[int]:
+        """One transaction: the outcomes of a batch (a JSON array, see
+        ``job_complete_many``), the dependents of the jobs that ended, and the next run of
+        repeating jobs (``next_runs``: job id -> spec, inserted only for the jobs whose
+        outcome was written). Returns the ids whose outcome was written."""
+
+        def write(conn: psycopg.Connection[Row]) -> set[int]:
+            with conn.transaction():
+                rows = self.fetch("job_complete_many", {
+                    "batch": outcomes, "worker": worker_id, "channel": self.channel}, conn)
+                recorded = {row["id"] for row in rows}
+                ended = [row["id"] for row in rows
+                         if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
+                if ended:
+                    self.resolve_dependents(ended, conn)
+                repeats = [spec for job_id, spec in next_runs.items() if job_id in recorded]
+                if repeats:
+                    self.insert_in(conn, repeats)
+                return recorded
+
+        return self.db.run("record outcomes", write)
+
+    def fail_unrecordable(self, worker_id: str, job_id: int, attempt: int,
+                          reason: str) -> set[int]:
+        """End one attempt ``failed`` with ``reason`` (the last resort for an outcome the
+        batch could not write). Returns ``{job_id}`` if it was still this worker's."""
+        rows = self.fetch("job_fail_unrecordable", {
+            "id": job_id, "attempt": attempt, "worker": worker_id,
+            "error": reason.replace("\x00", "\\x00"), "channel": self.channel})
+        if rows and rows[0]["has_dependents"]:
+            self.resolve_dependents([job_id])
+        return {row["id"] for row in rows}
+
+    def release(self, worker_id: str, ids: list[int]) -> list[Row]:
+        """Put back jobs a stopping worker did not finish (see ``job_release_many``).
+        Rows of the jobs put back: ``id``, ``status`` (``queued``, or ``aborted`` for one
+        that was asked to abort)."""
+        rows = self.fetch("job_release_many",
+                          {"ids": ids, "worker": worker_id, "channel": self.channel})
+        self.resolve_dependents([r["id"] for r in rows
+                                 if r["status"] == "aborted" and r["has_dependents"]])
+        return rows
+
+    def unclaim(self, worker_id: str, ids: list[int]) -> list[Row]:
+        """Give back claimed jobs that never started, as if never claimed."""
+        rows = self.fetch("job_unclaim_many",
+                          {"ids": ids, "worker": worker_id, "channel": self.channel})
+        self.resolve_dependents([r["id"] for r in rows
+                                 if r["status"] == "aborted" and r["has_dependents"]])
+        return rows
+
+    def stage_scheduled(self, now: datetime | None = None) -> tuple[int, float | None]:
+        """Queue the scheduled jobs that are due: how many, and seconds until the next."""
+        rows = self.fetch("job_stage_scheduled", {"channel": self.channel, "now": now})
+        if not rows:
+            return 0, None
+        due_in = rows[0]["next_due_in"]
+        return int(rows[0]["staged"]), None if due_in is None else float(due_in)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def register_worker(self, registration: Mapping[str, Any],
+                        conn: psycopg.Connection[Any] | None = None) -> None:
+        self.fetch("worker_register", registration, conn)
+
+    def worker_stopping(self, worker_id: str) -> None:
+        self.fetch("worker_stopping", {"id": worker_id})
+
+    def unregister_worker(self, worker_id: str) -> None:
+        self.fetch("worker_unregister", {"id": worker_id})
+
+    def heartbeat(self, conn: psycopg.Connection[Any], worker_id: str,
+                  job_ids: list[int]) -> Row:
+        """Renew the worker and its heartbeating jobs: ``registered`` (0 once presumed
+        dead), ``aborting`` (ids asked to abort), ``held`` (``"id:attempt"`` it holds)."""
+        return self.fetch("job_heartbeat_many", {"worker": worker_id, "job_ids": job_ids},
+                          conn)[0]
+
+    # -- maintenance (the sweep) ---------------------------------------------------------
+
+    def sweep_lock(self, conn: psycopg.Connection[Any], key: int) -> bool:
+        """Lead this transaction's sweep, if no one else does (and bound its waits)."""
+        return bool(self.fetch("sweep_lock", {"lock": key}, conn)[0]["leader"])
+
+    def rescue_orphans(self, conn: psycopg.Connection[Any] | None = None,
+                       now: datetime | None = None) -> list[Row]:
+        """Requeue (or fail, or end aborted) active jobs whose worker or heartbeat is gone;
+        their dependents are resolved, stale group slots freed."""
+        rows = self.fetch("sweep_rescue_orphans", {
+            "max_active": self.config.max_active_secs, "max_lost": self.config.max_lost,
+            "channel": self.channel, "now": now}, conn)
+        self.resolve_dependents(
+            [r["id"] for r in rows if r["status"] != "queued" and r["has_dependents"]], conn)
+        self.fetch("sweep_release_groups", {}, conn)
+        return rows
+
+    def expire(self, conn: psycopg.Connection[Any] | None = None,
+               now: datetime | None = None) -> int:
+        """End unstarted jobs past their ``_ttl`` as ``expired``."""
+        rows = self.fetch("sweep_expire", {"channel": self.channel, "now": now}, conn)
+        self.resolve_dependents([r["id"] for r in rows if r["has_dependents"]], conn)
+        return len(rows)
+
+    def resolve_waiting(self, conn: psycopg.Connection[Any] | None = None) -> int:
+        """Promote or fail every waiting job whose dependencies all ended."""
+        rows = self.fetch("deps_resolve", {"ids": None, "channel": self.channel}, conn)
+        failed = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
+        return len(rows) + self.resolve_dependents(failed, conn)
+
+    def prune(self, limit: int, conn: psycopg.Connection[Any] | None = None,
+              now: datetime | None = None) -> int:
+        """Delete up to ``limit`` ended jobs past their retention."""
+        return int(self.fetch("sweep_prune", {"limit": limit, "now": now}, conn)[0]["deleted"])
+
+    def forget_workers(self, older_than: float, conn: psycopg.Connection[Any] | None = None,
+                       now: datetime | None = None) -> int:
+        """Drop rows of workers silent for ``older_than`` seconds."""
+        return len(self.fetch("sweep_forget_workers", {"older_than": older_than, "now": now},
+                              conn))
+
+    def vacuum_if_due(self, conn: psycopg.Connection[Any], min_interval: float) -> int | None:
+        """VACUUM the jobs table when dead rows piled up (``conn`` outside a transaction).
+        The number of dead rows it cleared, None if it was not due."""
+        rows = self.fetch("sweep_vacuum_due", {"min_interval": min_interval}, conn)
+        if not rows or not rows[0]["due"]:
+            return None
+        self.fetch("sweep_vacuum", {}, conn)
+        return int(rows[0]["dead"])
+
+    # -- cron and leadership --------------------------------------------------------------
+
+    def cron_upsert(self, schedules: Mapping[str, list[str]],
+                    conn: psycopg.Connection[Any] | None = None) -> None:
+        self.fetch("cron_upsert", schedules, conn)
+
+    def cron_state(self, conn: psycopg.Connection[Any], names: list[str]) -> list[Row]:
+        return self.fetch("cron_state", {"names": names}, conn)
+
+    def cron_advance(self, conn: psycopg.Connection[Any], names: list[str],
+                     last_ticks: list[datetime], next_ticks: list[datetime | None]) -> None:
+        self.fetch("cron_advance", {"names": names, "last_ticks": last_ticks,
+                                    "next_ticks": next_ticks}, conn)
+
+    def cron_list(self) -> list[Row]:
+        return self.fetch("cron_list")
+
+    def cron_pause(self, name: str, paused: bool) -> bool:
+        return bool(self.fetch("cron_pause", {"name": name, "paused": paused}))
+
+    def cron_delete(self, name: str) -> bool:
+        return bool(self.fetch("cron_delete", {"name": name}))
+
+    def advisory_lock(self, conn: psycopg.Connection[Any], key: int) -> bool:
+        """Try to take a session advisory lock on ``conn``."""
+        rows = self.fetch("cron_lock", {"lock": key}, conn)
+        return bool(rows and rows[0]["leader"])
+
+    def advisory_unlock(self, conn: psycopg.Connection[Any], key: int) -> None:
+        self.fetch("cron_unlock", {"lock": key}, conn)
+
+    def lease_acquire(self, conn: psycopg.Connection[Any], name: str, holder: str,
+                      ttl: float) -> bool:
+        return bool(self.fetch("lease_acquire", {"name": name, "holder": holder, "ttl": ttl},
+                               conn))
+
+    def lease_release(self, conn: psycopg.Connection[Any], name: str, holder: str) -> None:
+        self.fetch("lease_release", {"name": name, "holder": holder}, conn)
+
+
+def _fetcher(conn: psycopg.Connection[Any]) -> Any:
+    def fetch(query: bytes, params: Mapping[str, Any]) -> list[Row]:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+    return fetch

@@ -1,0 +1,138 @@
+"""The named SQL blocks, composed for one schema and table prefix with ``psycopg.sql``.
+
+A block's placeholders name this app's objects: ``{jobs}`` a table or sequence (schema
+qualified, prefixed), ``{jobs_claim_idx_name}`` an unqualified prefixed name (indexes),
+``{jobs_id_seq_regclass}`` a qualified name as a string literal (regclass arguments),
+``{schema}``. Identifiers are always quoted by ``psycopg.sql``; no SQL is ever assembled
+from user text. A few statements have variants composed here from pieces of ours (the
+claim's order, the one-row insert).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from functools import cache
+from importlib import resources
+
+from psycopg import sql
+
+_BLOCK = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+#: The columns an enqueue sends, with their SQL types (in the order of ``job_insert``).
+INSERT_COLUMNS: dict[str, str] = {
+    "function": "text", "queue": "text", "priority": "int", "payload": "text",
+    "max_attempts": "int", "retry_intervals": "text", "delay": "float8",
+    "at": "timestamptz", "key": "text", "group_key": "text", "meta": "text",
+    "timeout": "float8", "heartbeat": "float8", "ttl": "float8", "result_ttl": "float8",
+    "failure_ttl": "float8", "failure_mode": "text", "callbacks": "text", "repeat": "text",
+    "waiting": "bool", "dep_error": "text",
+}
+
+#: ``ORDER BY`` of the claim per dequeue strategy (the claim's ``{order}``).
+CLAIM_ORDERS = {
+    "priority": "priority DESC, id",
+    "round_robin": "rank, pos, priority DESC, id",
+    "random": "rank, random()",
+}
+
+
+def quote_ident(name: str) -> str:
+    """Double-quote an identifier, for text shown to a person (fix commands, DDL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def compose(text: str, schema: str, prefix: str, **pieces: sql.Composable) -> sql.Composed:
+    """``text`` with each placeholder replaced by the object of this app it names, or by
+    one of ``pieces``."""
+    names: dict[str, sql.Composable] = {}
+    for _literal, field, _spec, _conversion in string.Formatter().parse(text):
+        if field is None or field in names:
+            continue
+        if field in pieces:
+            names[field] = pieces[field]
+        elif field == "schema":
+            names[field] = sql.Identifier(schema)
+        elif field.endswith("_name"):
+            names[field] = sql.Identifier(f"{prefix}_{field.removesuffix('_name')}")
+        elif field.endswith("_regclass"):
+            table = sql.Identifier(schema, f"{prefix}_{field.removesuffix('_regclass')}")
+            names[field] = sql.Literal(table.as_string(None))
+        else:
+            names[field] = sql.Identifier(schema, f"{prefix}_{field}")
+    return sql.SQL(text).format(**names)
+
+
+def _read(filename: str) -> str:
+    return resources.files(__package__).joinpath("sql").joinpath(filename).read_text("utf-8")
+
+
+def blocks(filename: str) -> dict[str, str]:
+    """The named blocks of one of the package's SQL files."""
+    parts = _BLOCK.split(_read(filename))
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+@cache
+def _blocks(filename: str = "queries.sql") -> dict[str, str]:
+    return blocks(filename)
+
+
+def insert_source(one_row: bool) -> sql.Composed:
+    """The rows ``job_insert`` reads: arrays to ``unnest`` (one per column), or for a
+    single job scalar parameters, much cheaper for the driver to send."""
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in [*INSERT_COLUMNS, "ord"])
+    if one_row:
+        values = sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(t))
+            for c, t in INSERT_COLUMNS.items())
+        return sql.SQL("(VALUES ({}, 1::bigint)) AS s({})").format(values, names)
+    arrays = sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(sql.Placeholder(c), sql.SQL(t))
+        for c, t in INSERT_COLUMNS.items())
+    return sql.SQL("unnest({}) WITH ORDINALITY AS s({})").format(arrays, names)
+
+
+#: The clock of a maintenance statement (``{now}``): the moment passed as
+#: ``%(now)s`` to act as if it were then, else the database's.
+_CLOCK = sql.SQL("coalesce(%(now)s::timestamptz, now())")
+
+
+class Queries:
+    """Every named statement composed for one app, as bytes ready for psycopg."""
+
+    def __init__(self, schema: str, prefix: str) -> None:
+        self._sql: dict[str, sql.Composed] = {}
+        for name, body in _blocks().items():
+            if name == "job_claim":
+                for strategy, order in CLAIM_ORDERS.items():
+                    self._sql[f"job_claim_{strategy}"] = compose(
+                        body, schema, prefix, order=sql.SQL(order))
+            elif name == "job_insert":
+                self._sql[name] = compose(body, schema, prefix, source=insert_source(False))
+                self._sql["job_insert_one"] = compose(body, schema, prefix,
+                                                      source=insert_source(True))
+            else:
+                self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
+        self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}
+
+    def __getitem__(self, name: str) -> bytes:
+        return self._bytes[name]
+
+    def text(self, name: str) -> str:
+        return self._bytes[name].decode()
+
+    def names(self) -> list[str]:
+        return sorted(self._sql)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` for every migration file, oldest first (placeholders not
+    yet composed)."""
+    folder = resources.files(__package__).joinpath("sql").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    return sorted(found)
