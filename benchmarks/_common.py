@@ -299,6 +299,9 @@ the markers is kept). Reproduce with the commands in `benchmarks/README.md`.
 
 <!-- BEGIN endurance -->
 <!-- END endurance -->
+
+<!-- BEGIN scale_out -->
+<!-- END scale_out -->
 """
 
 
