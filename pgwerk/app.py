@@ -29,6 +29,7 @@ from pgwerk.job import (
 from pgwerk.options import (
     JobSpec,
     build_spec,
+    is_plain,
     params_from_call,
     plain_spec,
     plain_template,
@@ -130,9 +131,8 @@ class Werk:
                 params, conn = params_from_call(func, args, kwargs)
                 return self._insert([build_spec(params, self.config)], conn)[0]
         # No options: the common case, without re-validating the defaults every time.
-        if self._plain is None:
-            self._plain = plain_template(self.config)
-        return self._insert([plain_spec(self._plain, func, args, kwargs, self.config)])[0]
+        spec = plain_spec(self._plain_template(), func, args, kwargs, self.config)
+        return self._insert([spec])[0]
 
     def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a
@@ -147,7 +147,14 @@ class Werk:
             if not isinstance(item, EnqueueParams):
                 raise TypeError(
                     f"enqueue_many: item {i} is {type(item).__name__}, not EnqueueParams")
-        return [build_spec(p, self.config) for p in params]
+        template = self._plain_template()
+        return [plain_spec(template, p.func, p.args, p.kwargs, self.config)
+                if is_plain(p) else build_spec(p, self.config) for p in params]
+
+    def _plain_template(self) -> JobSpec:
+        if self._plain is None:
+            self._plain = plain_template(self.config)
+        return self._plain
 
     def _insert(self, specs: list[JobSpec], conn: Any = None) -> list[Job | None]:
         """Insert validated specs, on the caller's connection or a pooled one."""

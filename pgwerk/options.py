@@ -31,10 +31,13 @@ FAILURE_MODES = ("hold", "delete")
 
 @dataclass
 class JobSpec:
-    """A validated job ready to insert: the row and the dependencies to link."""
+    """A validated job ready to insert: the row and the dependencies to link; ``payload``
+    is the ``(args, kwargs)`` the row's payload encodes (the stored job is built from them
+    instead of decoding the payload again)."""
 
     row: dict[str, Any]
     depends_on: list[Dependency] = field(default_factory=list)
+    payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
 
 def function_path(func: Callable[..., Any] | str, what: str = "func") -> str:
@@ -276,19 +279,41 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         "waiting": False,
         "dep_error": None,
     }
-    return JobSpec(row=row, depends_on=_dependencies(params.depends_on))
+    return JobSpec(row=row, depends_on=_dependencies(params.depends_on),
+                   payload=(tuple(params.args), dict(params.kwargs)))
 
 
-def plain_spec(template: JobSpec, func: Callable[..., Any] | str, args: tuple[Any, ...],
-               kwargs: dict[str, Any], config: WerkConfig) -> JobSpec:
+#: The options of ``EnqueueParams`` with their defaults (a field with a default factory
+#: never counts as left at its default).
+_OPTION_DEFAULTS = tuple((f.name, f.default) for f in fields(EnqueueParams)
+                         if f.name not in ("func", "args", "kwargs"))
+
+
+def is_plain(params: EnqueueParams) -> bool:
+    """Whether every option of ``params`` is left at its default (same type, same value),
+    so that ``plain_spec`` gives what ``build_spec`` would."""
+    for name, default in _OPTION_DEFAULTS:
+        value = getattr(params, name)
+        if value is not default and (type(value) is not type(default) or value != default):
+            return False
+    return True
+
+
+def plain_spec(template: JobSpec, func: Callable[..., Any] | str, args: Sequence[Any],
+               kwargs: Mapping[str, Any], config: WerkConfig) -> JobSpec:
     """``build_spec`` for a call without any ``_option``: ``template`` is what
     ``build_spec`` made once for such a call (see ``plain_template``); only the function and
     the payload differ from one call to the next."""
+    if type(kwargs) is not dict and not isinstance(kwargs, Mapping):  # as build_spec
+        raise TypeError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+    if type(args) is not tuple and (isinstance(args, (str, bytes))
+                                    or not isinstance(args, Sequence)):
+        raise TypeError(f"args must be a list or tuple, got {type(args).__name__}")
     function = function_path(func)
     row = dict(template.row)
     row["function"] = function
     row["payload"] = encode_payload(config.serializer, function, args, kwargs)
-    return JobSpec(row=row)
+    return JobSpec(row=row, payload=(tuple(args), dict(kwargs)))
 
 
 def plain_template(config: WerkConfig) -> JobSpec:

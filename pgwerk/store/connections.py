@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -203,6 +203,7 @@ class Database:
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._pid = os.getpid()
         self._on_first_connect: list[Callable[[psycopg.Connection[Any]], None]] = []
+        self._wait_for_connection = min(config.connect_timeout, config.enqueue_timeout)
         _DATABASES.add(self)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -323,12 +324,15 @@ class Database:
         with pool.connection(timeout=timeout) as conn:
             yield conn
 
-    def run(self, what: str, fn: Callable[[psycopg.Connection[Row]], T]) -> T:
+    def run(self, what: str, fn: Callable[[psycopg.Connection[Row]], T],
+            deadline: float | None = None) -> T:
         """Run ``fn`` on a pooled connection, retrying when the connection fails, for at
         most ``enqueue_timeout`` seconds in all (then ``DatabaseUnavailable``): a web
         request that enqueues during an outage fails fast. Workers ride out outages in
-        their own loops, around this."""
-        deadline = time.monotonic() + self.config.enqueue_timeout
+        their own loops, around this. ``deadline`` (``time.monotonic()``): a bound the
+        caller set earlier, instead of ``enqueue_timeout`` from now."""
+        if deadline is None:
+            deadline = time.monotonic() + self.config.enqueue_timeout
 
         def attempt() -> T:
             with self.connection(deadline) as conn:
@@ -342,12 +346,23 @@ class Database:
 
     def fetch(self, what: str, query: bytes, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run one statement (autocommit) and return its rows as dicts."""
+        pool, deadline = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            # The common case, on the hot path of enqueue and of the worker: an open pool.
+            # Waiting for a connection is bounded as in ``run`` (within enqueue_timeout).
+            deadline = time.monotonic() + self.config.enqueue_timeout
+            try:
+                with pool.connection(timeout=self._wait_for_connection) as conn:
+                    cur = conn.execute(query, params)
+                    return cur.fetchall() if cur.description else []
+            except CONNECTION_ERRORS:
+                logger.warning("database connection failed; retrying to %s", what)
 
         def go(conn: psycopg.Connection[Row]) -> list[Row]:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
 
-        return self.run(what, go)
+        return self.run(what, go, deadline)
 
 
 class _StopAt(tenacity.stop.stop_base):
@@ -425,8 +440,3 @@ def _unwrap(conn: object) -> object:
         conn.ensure_connection()  # type: ignore[attr-defined]
         return _unwrap(conn.connection)  # type: ignore[attr-defined]
     return conn
-
-
-def as_arrays(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
-    """Column-wise lists of a batch of rows, for statements that ``unnest`` arrays."""
-    return {name: [row[name] for row in rows] for name in columns}

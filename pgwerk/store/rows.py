@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 from pgwerk.job import CallbackRef, Job, JobStatus, Repeat
@@ -44,14 +45,33 @@ def _callbacks(data: Any) -> dict[str, CallbackRef | None]:
     return {kind: _callback(stored, kind) for kind in ("success", "failure", "stopped")}
 
 
-def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
+#: Every field of ``Job`` that has a plain default, with it.
+_DEFAULTS = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
+
+
+def _new_job(**values: Any) -> Job:
+    """A ``Job`` without its dataclass ``__init__``: a frozen dataclass sets each of its ~36
+    fields through ``object.__setattr__``, a measurable share of a worker's time per job.
+    The values come from the row, already of the right types; unnamed fields take their
+    defaults."""
+    job = object.__new__(Job)
+    job.__dict__.update(_DEFAULTS)
+    job.__dict__.update(values)
+    return job
+
+
+def job_from_row(row: Mapping[str, Any], serializer: Any,
+                 payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Job:
     """Build a ``Job``. Nothing in the row's stored data makes this raise: a payload,
     result or option that cannot be decoded (a row written by hand or by another version)
     is reported in ``payload_error`` and left at its default; the worker fails such a job
-    with that message, and listings show it."""
+    with that message, and listings show it. ``payload``: the ``(args, kwargs)`` the row's
+    payload holds, when the caller has them (a job just inserted): not decoded again."""
     problems: list[str] = []
 
     def decode(what: str, fn: Callable[[Any], T], value: Any, default: T) -> T:
+        if value is None:  # most options of most jobs: nothing to decode
+            return default
         try:
             return fn(value)
         except Exception as exc:
@@ -60,20 +80,27 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
             return default
 
     by = f" by {type(serializer).__name__}"
-    payload = decode("payload", serializer.loads, row["payload"], None)
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     if payload is not None:
-        args = decode("payload args", lambda p: tuple(p.get("args", ())), payload, ())
-        kwargs = decode("payload kwargs", lambda p: dict(p.get("kwargs", {})), payload, {})
-    result = None
-    if row.get("result") is not None:
-        result = decode("result", serializer.loads, row["result"], None)
+        args, kwargs = payload
+    else:
+        stored = decode("payload", serializer.loads, row["payload"], None)
+        if stored is not None:
+            try:
+                args, kwargs = tuple(stored.get("args", ())), dict(stored.get("kwargs", {}))
+            except Exception:  # not a mapping of args and kwargs: say which part is wrong
+                args = decode("payload args", lambda p: tuple(p.get("args", ())), stored, ())
+                kwargs = decode("payload kwargs", lambda p: dict(p.get("kwargs", {})), stored,
+                                {})
+    result = decode("result", serializer.loads, row.get("result"), None)
     no_callbacks: dict[str, CallbackRef | None] = {}
     callbacks = decode("callbacks", _callbacks, row.get("callbacks"), no_callbacks)
     no_repeat: tuple[Repeat | None, int] = (None, 0)
     repeat, repeat_index = decode("repeat", _repeat, row.get("repeat"), no_repeat)
-    return Job(
+    no_intervals: tuple[float, ...] = ()
+    no_meta: dict[str, Any] = {}
+    return _new_job(
         id=row["id"],
         function=row["function"],
         queue=row["queue"],
@@ -83,7 +110,8 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         kwargs=kwargs,
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
-        retry_intervals=decode("retry_intervals", _intervals, row.get("retry_intervals"), ()),
+        retry_intervals=decode("retry_intervals", _intervals, row.get("retry_intervals"),
+                               no_intervals),
         scheduled_at=row["scheduled_at"],
         enqueued_at=row["enqueued_at"],
         started_at=row.get("started_at"),
@@ -92,7 +120,7 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         expires_at=row.get("expires_at"),
         key=row.get("key"),
         group=row.get("group_key"),
-        meta=decode("meta", _meta, row.get("meta"), {}),
+        meta=decode("meta", _meta, row.get("meta"), no_meta),
         result=result,
         error=row.get("error"),
         worker_id=row.get("worker_id"),

@@ -4,8 +4,8 @@ A block's placeholders name this app's objects: ``{jobs}`` a table or sequence (
 qualified, prefixed), ``{jobs_claim_idx_name}`` an unqualified prefixed name (indexes),
 ``{jobs_id_seq_regclass}`` a qualified name as a string literal (regclass arguments),
 ``{schema}``. Identifiers are always quoted by ``psycopg.sql``; no SQL is ever assembled
-from user text. A few statements have variants composed here from pieces of ours (the
-claim's order, the one-row insert).
+from user text. A few statements take pieces composed here (the claim's order, the columns
+of the batch insert).
 """
 
 from __future__ import annotations
@@ -78,19 +78,15 @@ def _blocks(filename: str = "queries.sql") -> dict[str, str]:
     return blocks(filename)
 
 
-def insert_source(one_row: bool) -> sql.Composed:
-    """The rows ``job_insert`` reads: arrays to ``unnest`` (one per column), or for a
-    single job scalar parameters, much cheaper for the driver to send."""
-    names = sql.SQL(", ").join(sql.Identifier(c) for c in [*INSERT_COLUMNS, "ord"])
-    if one_row:
-        values = sql.SQL(", ").join(
-            sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(t))
-            for c, t in INSERT_COLUMNS.items())
-        return sql.SQL("(VALUES ({}, 1::bigint)) AS s({})").format(values, names)
-    arrays = sql.SQL(", ").join(
-        sql.SQL("{}::{}[]").format(sql.Placeholder(c), sql.SQL(t))
-        for c, t in INSERT_COLUMNS.items())
-    return sql.SQL("unnest({}) WITH ORDINALITY AS s({})").format(arrays, names)
+def insert_source() -> sql.Composed:
+    """The rows ``job_insert`` reads: one JSON array parameter (``%(rows)s``) of one array
+    per job, its values in the order of ``INSERT_COLUMNS``. One text parameter is far
+    cheaper for the client to send than an array per column."""
+    values = sql.SQL(", ").join(
+        sql.SQL("(e.v->>{})::{} AS {}").format(sql.Literal(i), sql.SQL(t), sql.Identifier(c))
+        for i, (c, t) in enumerate(INSERT_COLUMNS.items()))
+    return sql.SQL("(SELECT {}, e.ord FROM jsonb_array_elements(%(rows)s::jsonb) "
+                   "WITH ORDINALITY AS e(v, ord)) AS s").format(values)
 
 
 #: The clock of a maintenance statement (``{now}``): the moment passed as
@@ -109,9 +105,7 @@ class Queries:
                     self._sql[f"job_claim_{strategy}"] = compose(
                         body, schema, prefix, order=sql.SQL(order))
             elif name == "job_insert":
-                self._sql[name] = compose(body, schema, prefix, source=insert_source(False))
-                self._sql["job_insert_one"] = compose(body, schema, prefix,
-                                                      source=insert_source(True))
+                self._sql[name] = compose(body, schema, prefix, source=insert_source())
             else:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}
