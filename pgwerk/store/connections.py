@@ -167,6 +167,16 @@ def _neutralize_inherited_connections() -> None:
 os.register_at_fork(after_in_child=_neutralize_inherited_connections)
 
 
+def rows_of(cur: psycopg.Cursor[Row]) -> list[Row]:
+    """The rows of the statement ``cur`` just ran; none for one without a result. Cheaper
+    than testing ``cur.description``, which builds a column object per column each time."""
+    result = cur.pgresult
+    return cur.fetchall() if result is not None and result.status == _TUPLES_OK else []
+
+
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+
+
 def _track(conn: psycopg.Connection[Any]) -> None:
     _OPEN_CONNECTIONS.add(conn)
 
@@ -353,14 +363,12 @@ class Database:
             deadline = time.monotonic() + self.config.enqueue_timeout
             try:
                 with pool.connection(timeout=self._wait_for_connection) as conn:
-                    cur = conn.execute(query, params)
-                    return cur.fetchall() if cur.description else []
+                    return rows_of(conn.execute(query, params))
             except CONNECTION_ERRORS:
                 logger.warning("database connection failed; retrying to %s", what)
 
         def go(conn: psycopg.Connection[Row]) -> list[Row]:
-            cur = conn.execute(query, params)
-            return cur.fetchall() if cur.description else []
+            return rows_of(conn.execute(query, params))
 
         return self.run(what, go, deadline)
 

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from pgwerk.config import WerkConfig
 from pgwerk.job import TERMINAL_STATUSES, Execution, Job, WorkerInfo
 from pgwerk.store import migrate
-from pgwerk.store.connections import CallerConnection, Database, Row
+from pgwerk.store.connections import CallerConnection, Database, Row, rows_of
 from pgwerk.store.notify import Listener, Poller, channel_name, make_listener
 from pgwerk.store.rows import job_from_row
 from pgwerk.store.statements import INSERT_COLUMNS, Queries
@@ -107,8 +107,7 @@ class Store:
         query = self.queries[name]
         if conn is None:
             return self.db.fetch(name, query, params or {})
-        cur = conn.execute(query, params or {})
-        return cur.fetchall() if cur.description else []
+        return rows_of(conn.execute(query, params or {}))
 
     def job(self, row: Mapping[str, Any], serializer: Any = None) -> Job:
         """A row of the jobs table as a ``Job`` (never raises: see ``job_from_row``)."""
@@ -498,6 +497,5 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 
 def _fetcher(conn: psycopg.Connection[Any]) -> Any:
     def fetch(query: bytes, params: Mapping[str, Any]) -> list[Row]:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
+        return rows_of(conn.execute(query, params))
     return fetch
