@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcomes = list[tuple[Job, Settlement]]
+T = TypeVar("T")
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
@@ -125,6 +127,15 @@ class CompletionWriter:
 
     # -- writing -------------------------------------------------------------------------
 
+    def _with_retry(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, retried with backoff while the database is unreachable (for at
+        most ``GIVE_UP`` seconds, then the error is raised)."""
+        try:
+            return fn(*args)  # the common case, without building a retry policy
+        except UNREACHABLE:
+            logger.warning("cannot record %s: database unreachable; retrying", what)
+        return self._retrying(what)(fn, *args)
+
     def _retrying(self, what: str) -> tenacity.Retrying:
         return tenacity.Retrying(
             wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
@@ -137,7 +148,7 @@ class CompletionWriter:
 
     def _write_unclaims(self, ids: list[int]) -> None:
         try:
-            self._retrying(f"{len(ids)} unclaim(s)")(self.store.unclaim, self.worker.id, ids)
+            self._with_retry(f"{len(ids)} unclaim(s)", self.store.unclaim, self.worker.id, ids)
         except UNREACHABLE:
             logger.error("could not give back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, ids)))
@@ -146,8 +157,8 @@ class CompletionWriter:
     def _write_releases(self, releases: dict[int, Job | None]) -> None:
         worker = self.worker
         try:
-            rows = self._retrying(f"{len(releases)} release(s)")(
-                self.store.release, worker.id, list(releases))
+            rows = self._with_retry(f"{len(releases)} release(s)", self.store.release,
+                                    worker.id, list(releases))
         except UNREACHABLE:
             logger.error("could not put back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, releases)))
@@ -161,7 +172,7 @@ class CompletionWriter:
     def _write(self, batch: Outcomes) -> None:
         worker = self.worker
         try:
-            recorded = self._retrying(f"{len(batch)} outcome(s)")(self._record, batch)
+            recorded = self._with_retry(f"{len(batch)} outcome(s)", self._record, batch)
         except UNREACHABLE:
             logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
                          "those jobs will be put back and run again", len(batch), self.GIVE_UP)
@@ -189,7 +200,7 @@ class CompletionWriter:
 
     def _write_one(self, item: tuple[Job, Settlement], recorded: set[int]) -> None:
         try:
-            recorded |= self._retrying("an outcome")(self._record, [item])
+            recorded |= self._with_retry("an outcome", self._record, [item])
         except UNREACHABLE:
             pass  # forgotten by the caller: the heartbeat puts it back
         except Exception as exc:
@@ -199,8 +210,8 @@ class CompletionWriter:
         reason = f"pgwerk: the outcome of this attempt could not be recorded: {exc}"
         logger.error("job %s: %s", job.id, reason, extra={"job_id": job.id})
         try:
-            return self._retrying("a failure")(self.store.fail_unrecordable, self.worker.id,
-                                               job.id, job.attempts, reason)
+            return self._with_retry("a failure", self.store.fail_unrecordable,
+                                    self.worker.id, job.id, job.attempts, reason)
         except Exception:
             logger.exception("job %s: could not record its failure either; it will be put "
                              "back", job.id, extra={"job_id": job.id})

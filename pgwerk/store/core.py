@@ -318,7 +318,11 @@ class Store:
         order the dequeue ``strategy`` gives."""
         rows = self.db.fetch("claim jobs", self.queries[f"job_claim_{strategy}"],
                              {"queues": queues, "limit": limit, "worker": worker_id})
-        return [self.job(row) for row in rows]
+        jobs = []
+        for row in rows:
+            row["worker_id"], row["heartbeat_at"] = worker_id, row["started_at"]
+            jobs.append(job_from_row(row, self.serializer))
+        return jobs
 
     def record_outcomes(self, worker_id: str, outcomes: str,
                         next_runs: Mapping[int, Any]) -> set[int]:

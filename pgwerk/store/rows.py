@@ -45,6 +45,7 @@ def _callbacks(data: Any) -> dict[str, CallbackRef | None]:
     return {kind: _callback(stored, kind) for kind in ("success", "failure", "stopped")}
 
 
+_STATUSES = {status.value: status for status in JobStatus}
 #: Every field of ``Job`` that has a plain default, with it.
 _DEFAULTS = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
 
@@ -75,11 +76,10 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
         try:
             return fn(value)
         except Exception as exc:
-            serialized = what in ("payload", "result")
-            problems.append(f"{what} cannot be decoded{by if serialized else ''}: {exc!r}")
+            by = f" by {type(serializer).__name__}" if what in ("payload", "result") else ""
+            problems.append(f"{what} cannot be decoded{by}: {exc!r}")
             return default
 
-    by = f" by {type(serializer).__name__}"
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     if payload is not None:
@@ -104,7 +104,7 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
         id=row["id"],
         function=row["function"],
         queue=row["queue"],
-        status=JobStatus(row["status"]),
+        status=_STATUSES.get(row["status"]) or JobStatus(row["status"]),
         priority=row["priority"],
         args=args,
         kwargs=kwargs,
