@@ -8,6 +8,7 @@ and ``run_callback``.
 from __future__ import annotations
 
 import asyncio
+import enum
 import importlib
 import inspect
 import logging
@@ -30,17 +31,52 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How an attempt ended, as far as the handler is concerned.
+class _Word(str, enum.Enum):
+    """An enum whose members are their words everywhere: in comparisons with strings, in
+    JSON, in log lines."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+class OutcomeKind(_Word):
+    """How an attempt ended, as far as the handler is concerned."""
+
+    Success = "success"
+    Error = "error"
+    Timeout = "timeout"
+    Aborted = "aborted"
+    Interrupted = "interrupted"  #: the worker shut down under it
+
+
 SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED = (
-    "success", "error", "timeout", "aborted", "interrupted",
+    OutcomeKind.Success, OutcomeKind.Error, OutcomeKind.Timeout, OutcomeKind.Aborted,
+    OutcomeKind.Interrupted,
 )
+
+
+class Settled(_Word):
+    """What the completion batch writes for an attempt (the statuses ``job_complete_many``
+    takes), or ``Released`` for a job put back at shutdown (``job_release_many``)."""
+
+    Complete = "complete"
+    Failed = "failed"
+    Aborted = "aborted"
+    Deleted = "deleted"  #: failed with ``failure_mode="delete"``: the row goes
+    Queued = "queued"  #: to be retried now
+    Scheduled = "scheduled"  #: to be retried after its retry interval
+    Released = "released"
+
 
 
 @dataclass(frozen=True)
 class Outcome:
     """The end of one attempt. ``result`` is already serialized text."""
 
-    kind: str
+    kind: OutcomeKind
     result: str | None = None
     error: str | None = None
     duration: float = 0.0
@@ -52,13 +88,13 @@ class Outcome:
 class Settlement:
     """What the outcome means for the job row (the status written by the batch)."""
 
-    status: str  # complete | failed | aborted | deleted | queued | scheduled | released
+    status: Settled
     result: str | None
     error: str | None
     delay: float = 0.0
     callback: str | None = None  # success | failure | stopped
     waited: float = 0.0  # seconds between the claim and the handler's start, on this worker
-    kind: str = ""  # how the attempt ended (Outcome.kind): recorded in the attempt's history
+    kind: OutcomeKind | None = None  # how the attempt ended: recorded in its history
 
 
 class HandlerNotFound(Exception):
@@ -262,7 +298,8 @@ def stray_outcome(exc: BaseException) -> Outcome:
     return _failed(kind, exc, time.monotonic())
 
 
-def _failed(kind: str, exc: BaseException, start: float, summary: str | None = None) -> Outcome:
+def _failed(kind: OutcomeKind, exc: BaseException, start: float,
+            summary: str | None = None) -> Outcome:
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if summary:
         text = f"{text.rstrip()}\n{summary}\n" if kind == ERROR else f"{summary}\n{text}"
@@ -278,17 +315,18 @@ def _printable(text: str) -> str:
 def settle(job: Job, outcome: Outcome) -> Settlement:
     """Decide what the row becomes: the retry policy and failure mode live here."""
     if outcome.kind == SUCCESS:
-        return Settlement("complete", outcome.result, None, callback="success")
+        return Settlement(Settled.Complete, outcome.result, None, callback="success")
     if outcome.kind == ABORTED:
-        return Settlement("aborted", None, outcome.error, callback="stopped")
+        return Settlement(Settled.Aborted, None, outcome.error, callback="stopped")
     if outcome.kind == INTERRUPTED:
-        return Settlement("released", None, outcome.error)
+        return Settlement(Settled.Released, None, outcome.error)
     spent = job.attempts - job.lost - job.released
     if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0
-        return Settlement("scheduled" if delay > 0 else "queued", None, outcome.error, delay)
-    status = "deleted" if job.failure_mode == "delete" else "failed"
+        return Settlement(Settled.Scheduled if delay > 0 else Settled.Queued, None,
+                          outcome.error, delay)
+    status = Settled.Deleted if job.failure_mode == "delete" else Settled.Failed
     return Settlement(status, None, outcome.error, callback="failure")
 
 
@@ -300,8 +338,9 @@ def job_after(job: Job, settlement: Settlement, serializer: Any) -> Job:
             result = serializer.loads(settlement.result)
         except Exception:
             result = None
-    status = {"deleted": "failed", "released": "queued"}.get(settlement.status, settlement.status)
-    return replace(job, status=JobStatus(status), result=result, error=settlement.error)
+    status = {Settled.Deleted: JobStatus.Failed, Settled.Released: JobStatus.Queued}.get(
+        settlement.status) or JobStatus(settlement.status.value)
+    return replace(job, status=status, result=result, error=settlement.error)
 
 
 def callback_ref(job: Job, kind: str | None) -> CallbackRef | None:

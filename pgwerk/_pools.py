@@ -24,6 +24,7 @@ from pgwerk._execute import (
     SUCCESS,
     TIMEOUT,
     Outcome,
+    OutcomeKind,
     close_event_loop,
     execute,
     stray_outcome,
@@ -84,7 +85,7 @@ class _Slot:
         self.delivered: type[BaseException] | None = None
 
 
-_INTERRUPTION_KINDS: dict[type[BaseException], str] = {
+_INTERRUPTION_KINDS: dict[type[BaseException], OutcomeKind] = {
     JobTimeout: TIMEOUT, JobAborted: ABORTED, WorkerShutdown: INTERRUPTED,
 }
 
@@ -190,7 +191,7 @@ class ThreadPool:
             if slot.grace is None:
                 slot.grace = self.watcher.add(self.grace, lambda: self._abandon(slot, TIMEOUT))
 
-    def _abandon(self, slot: _Slot, kind: str) -> None:
+    def _abandon(self, slot: _Slot, kind: OutcomeKind) -> None:
         with self._lock:
             if slot.done:
                 return

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from pgwerk._allowlist import check_enqueue
-from pgwerk._validate import BIGINT_MAX, integer, job_id_or_none, seconds
+from pgwerk._validate import BIGINT_MAX, integer, is_int, job_id_or_none, seconds
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
 from pgwerk.job import (
@@ -487,7 +487,7 @@ class Werk:
         first and zero-filled: ``{"minute": datetime, "processed": int, "failed": int}``.
         ``processed`` counts every attempt that ended (whatever its outcome), ``failed``
         those that failed. Ended jobs already purged are no longer counted."""
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 1440:
+        if not is_int(minutes) or not 1 <= minutes <= 1440:
             raise ValueError(f"minutes must be an int from 1 to 1440, got {minutes!r}")
         return [{"minute": r["minute"], "processed": int(r["processed"]),
                  "failed": int(r["failed"])}
@@ -511,7 +511,7 @@ class Werk:
         if job_id is not None:
             if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit():
                 job_id = int(job_id)
-            if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id < 0:
+            if not is_int(job_id) or job_id < 0:
                 raise ValueError(f"job_id must be a job id (an int or decimal string), "
                                  f"got {job_id!r}")
             if job_id > 2**63 - 1:

@@ -433,6 +433,11 @@ class Worker:
             try:
                 if time.monotonic() >= self._next_stage:
                     self._stage()
+                # The claim's started_at is the database's clock when the statement began,
+                # near when it was sent: a held job's wait is counted from then, so that
+                # started_at keeps the order handlers really started in, however long the
+                # answer took to come back.
+                sent = time.monotonic()
                 claimed = self._claim(want) if want > 0 else []
                 failures = 0
             except UNREACHABLE as exc:
@@ -449,11 +454,10 @@ class Worker:
                 logger.exception("claiming jobs failed; retrying in %.1fs", pause)
                 self._stopping.wait(pause)
                 continue
-            now = time.monotonic()
             with self._lock:
                 self._held.update((job.id, job) for job in claimed)
             for job in claimed:
-                self._claimed_at[job.id] = now
+                self._claimed_at[job.id] = sent
                 if self.metrics is not None:
                     self.metrics.job_started(job)
                 if job.heartbeat:

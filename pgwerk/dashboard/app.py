@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from pgwerk._validate import is_int
 from pgwerk.app import Werk
 from pgwerk.dashboard import _auth, views
 from pgwerk.dashboard._csrf import Signer
@@ -96,7 +97,7 @@ class Dashboard:
                  refresh: int = 5) -> None:
         if not isinstance(app, Werk):
             raise TypeError(f"Dashboard needs a Werk app, got {type(app).__name__}")
-        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
+        if not is_int(refresh) or refresh < 0:
             raise ValueError(f"refresh must be an int >= 0 (seconds), got {refresh!r}")
         self.app = app
         self.read_only = bool(read_only)
