@@ -154,3 +154,41 @@ def test_enqueue_many__single_item_list(app: Werk) -> None:
     [job] = app.enqueue_many([EnqueueParams(func=jobs.noop, key="solo")])
     assert job is not None and job.key == "solo"
     assert app.enqueue_many([EnqueueParams(func=jobs.noop, key="solo")]) == [None]
+
+
+ONE_AND_MANY_CASES = {
+    "plain": {},
+    "every option": dict(queue="q", priority=7, delay=30, retry=Retry(max=4, intervals=[1, 5]),
+                         timeout=9, heartbeat=3, group="g", meta={"a": [1, "b"]}, ttl=600,
+                         result_ttl=60, failure_ttl=120, failure_mode="delete",
+                         on_success=jobs.noop, repeat=None),
+    "due now": dict(at=None, delay=0),
+    "keyed": dict(key="k-{n}"),
+}
+
+
+@pytest.mark.parametrize("options", list(ONE_AND_MANY_CASES.values()),
+                         ids=list(ONE_AND_MANY_CASES))
+def test_enqueue_many__the_batch_insert_stores_what_the_one_row_insert_does(
+        app: Werk, options: dict[str, Any]) -> None:
+    """The one-row insert and the batch insert are two statements: they must store the same
+    row for the same options."""
+    def params(n: int) -> EnqueueParams:
+        given = {k: (v.format(n=n) if isinstance(v, str) and "{n}" in v else v)
+                 for k, v in options.items()}
+        return EnqueueParams(func=jobs.add, args=(n, 1), **given)
+
+    single = app.enqueue_many([params(0)])  # one spec: the one-row statement
+    batch = app.enqueue_many([params(1), params(2)])
+    ids = [j.id for j in [*single, *batch] if j is not None]
+    assert len(ids) == 3
+    rows = query(app, "SELECT * FROM {jobs} WHERE id = ANY(%s) ORDER BY id", [ids])
+    moments = ("id", "scheduled_at", "enqueued_at", "expires_at", "purge_at", "payload", "key")
+    comparable = [{k: v for k, v in r.items() if k not in moments} for r in rows]
+    assert comparable[0] == comparable[1] == comparable[2]
+    for row in rows:  # the times are the same offsets from the enqueue
+        for column in ("scheduled_at", "expires_at"):
+            if row[column] is not None:
+                offset = (row[column] - row["enqueued_at"]).total_seconds()
+                assert offset == pytest.approx(
+                    (rows[0][column] - rows[0]["enqueued_at"]).total_seconds(), abs=0.5)

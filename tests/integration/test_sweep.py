@@ -141,3 +141,30 @@ def test_sweep__vacuums_the_jobs_table_once_dead_rows_pile_up(app: Werk) -> None
     assert query(app, "SELECT last_vacuum FROM pg_stat_user_tables "
                       "WHERE relid = %s::regclass", (name,))[0]["last_vacuum"] is not None
     assert app.sweep()["vacuumed"] == 0  # not again within the interval
+
+
+def test_sweep__each_step_runs_alone_as_of_a_chosen_moment(app: Werk) -> None:
+    """The maintenance steps take the moment to act at: a pass "an hour from now" expires
+    a job whose ttl ends in half an hour and rescues a job of a worker that heartbeats now,
+    while a pass at the database's clock touches neither."""
+    from datetime import datetime, timedelta, timezone
+
+    from pgwerk._sweep import run_sweep
+
+    store = app._store
+    query(app, "INSERT INTO {workers} (id, hostname, pid, queues, concurrency, pool)"
+               " VALUES ('w1', 'h', 1, ARRAY['default'], 1, 'thread')")
+    later = make_job(app, options={"_ttl": 1800})
+    running = make_job(app, status="active", worker_id="w1", attempts=1, started_at=ago(1),
+                       heartbeat_at=ago(0))
+    assert store.expire() == 0 and store.rescue_orphans() == []
+    in_an_hour = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert store.expire(now=in_an_hour) == 1
+    assert [r["id"] for r in store.rescue_orphans(now=in_an_hour)] == [running.id]
+    assert app.get_job(later.id).status is JobStatus.Expired
+    assert app.get_job(running.id).status is JobStatus.Queued
+    # A whole pass as of then prunes what has been kept until before it.
+    kept = make_job(app, status="complete", completed_at=ago(20), purge_at=ago(-1800))
+    assert run_sweep(store, now=in_an_hour)["pruned"] == 1
+    with pytest.raises(JobNotFound):
+        app.get_job(kept.id)
