@@ -9,7 +9,7 @@ import logging
 
 from pgwerk import Werk
 
-app = Werk()  # $PGWERK_DSN
+app = Werk(handlers=["reports"])  # $PGWERK_DSN; runs only this module's functions
 logger = logging.getLogger(__name__)
 
 

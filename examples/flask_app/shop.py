@@ -20,7 +20,7 @@ from sqlalchemy import Connection, create_engine, text
 
 from pgwerk import Werk
 
-werk = Werk()  # $PGWERK_DSN
+werk = Werk(handlers=["shop"])  # $PGWERK_DSN; workers run only this module's functions
 # SQLAlchemy over psycopg2, as many existing WSGI apps have it. pgwerk takes its connection
 # (`_conn=conn`) and writes the job in that connection's transaction.
 engine = create_engine("postgresql+psycopg2://", creator=lambda: psycopg2.connect(werk.dsn))

@@ -16,7 +16,7 @@ from pgwerk import Werk, Worker
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with database_url() as dsn, Werk(dsn) as app:
+    with database_url() as dsn, Werk(dsn, handlers=["crunch"]) as app:
         jobs = [app.enqueue(crunch.count_primes, 2_000_000 + n, _timeout=60) for n in range(3)]
         runaway = app.enqueue(crunch.derive_key, "secret", 2_000_000_000, _timeout=1)
         print("running 3 prime counts and 1 runaway key derivation (timeout 1s) on the fork pool")

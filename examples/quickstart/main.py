@@ -19,7 +19,8 @@ from pgwerk import Retry, Werk, Worker
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with database_url() as dsn, Werk(dsn) as app:
+    # handlers=: the worker runs only functions of the tasks module, whatever a job row says.
+    with database_url() as dsn, Werk(dsn, handlers=["tasks"]) as app:
         jobs = [
             app.enqueue(tasks.add, 2, 3),
             app.enqueue(tasks.greet, name="world", _queue="default", _priority=10),
