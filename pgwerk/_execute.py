@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from pgwerk._allowlist import refusal
 from pgwerk._logging import job_fields
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
-from pgwerk.job import CallbackRef, Context, Job, JobStatus
+from pgwerk.job import CallbackRef, Context, Job, JobStatus, ProgressSink, Snooze
 
 if TYPE_CHECKING:
     from pgwerk.app import Werk
@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # How an attempt ended, as far as the handler is concerned.
-SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED = (
-    "success", "error", "timeout", "aborted", "interrupted",
+SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED, SNOOZED = (
+    "success", "error", "timeout", "aborted", "interrupted", "snoozed",
 )
 
 
@@ -46,19 +46,23 @@ class Outcome:
     duration: float = 0.0
     exception: BaseException | None = None
     retryable: bool = True  # False when no retry could succeed (bad payload, no handler)
+    delay: float = 0.0  # SNOOZED: seconds until the job may run again
 
 
 @dataclass(frozen=True)
 class Settlement:
     """What the outcome means for the job row (the status written by the batch)."""
 
-    status: str  # complete | failed | aborted | deleted | queued | scheduled | released
+    status: str  # complete | failed | aborted | deleted | queued | scheduled | released | snoozed
     result: str | None
     error: str | None
     delay: float = 0.0
     callback: str | None = None  # success | failure | stopped
     waited: float = 0.0  # seconds between the claim and the handler's start, on this worker
     kind: str = ""  # how the attempt ended (Outcome.kind): recorded in the attempt's history
+    # The progress the attempt reported last and that may not be written yet: written with
+    # the outcome. None leaves the job's progress as it is.
+    progress: tuple[float, str | None] | None = None
 
 
 class HandlerNotFound(Exception):
@@ -182,14 +186,16 @@ def _call_hook(name: str, hook: Callable[[Context], Any] | None, ctx: Context) -
 
 
 def execute(app: Werk, worker: Worker | None, job: Job,
-            handler_done: Callable[[], None] | None = None) -> Outcome:
+            handler_done: Callable[[], None] | None = None,
+            progress: ProgressSink | None = None) -> Outcome:
     """Run one attempt of ``job`` in this thread and describe how it ended.
 
     ``handler_done`` is called the moment the handler returns or raises, so that a time
-    limit stops applying before the outcome is recorded.
+    limit stops applying before the outcome is recorded. ``progress`` receives what the
+    handler reports with ``ctx.progress``.
     """
     start = time.monotonic()
-    ctx = Context(app=app, job=job, worker=worker)
+    ctx = Context(app=app, job=job, worker=worker, _progress=progress)
     hooks = worker.hooks if worker is not None else None
     raised: BaseException | None = None
     if logger.isEnabledFor(logging.DEBUG):  # no per-job cost unless asked for
@@ -214,6 +220,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             finally:
                 if handler_done is not None:
                     handler_done()
+        except Snooze as exc:  # not a failure: no exception handlers, no retry spent
+            return _snoozed(exc, start)
         except JobTimeout as exc:
             raised = exc
             return _failed(TIMEOUT, exc, start, f"JobTimeout: job {job.id} exceeded its timeout "
@@ -230,6 +238,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             if hooks:
                 _call_exception_handlers(hooks.on_exception, replace_ctx(ctx, exc))
             return outcome
+        if isinstance(value, Snooze):
+            return _snoozed(value, start)
         try:
             text = app.serializer.dumps(value)
         except Exception as exc:
@@ -247,7 +257,12 @@ def execute(app: Werk, worker: Worker | None, job: Job,
 
 
 def replace_ctx(ctx: Context, exc: BaseException) -> Context:
-    return Context(app=ctx.app, job=ctx.job, worker=ctx.worker, exception=exc)
+    return Context(app=ctx.app, job=ctx.job, worker=ctx.worker, exception=exc,
+                   _progress=ctx._progress)
+
+
+def _snoozed(snooze: Snooze, start: float) -> Outcome:
+    return Outcome(SNOOZED, duration=time.monotonic() - start, delay=snooze.delay)
 
 
 def _call_exception_handlers(handlers: list[Callable[[Context], Any]], ctx: Context) -> None:
@@ -283,7 +298,9 @@ def settle(job: Job, outcome: Outcome) -> Settlement:
         return Settlement("aborted", None, outcome.error, callback="stopped")
     if outcome.kind == INTERRUPTED:
         return Settlement("released", None, outcome.error)
-    spent = job.attempts - job.lost - job.released
+    if outcome.kind == SNOOZED:
+        return Settlement("snoozed", None, None, outcome.delay)
+    spent = job.attempts - job.lost - job.released - job.snoozed
     if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0

@@ -577,8 +577,14 @@ class Worker:
         """Let the claim loop look again (a slot or an outcome was freed)."""
         self._wake.set()
 
+    def record_progress(self, job: Job, fraction: float, message: str | None) -> None:
+        """A running job reported its progress (checked already): written soon, at most
+        once a second per job (called by the pools, from any thread)."""
+        self._completions.progress.report(job.id, job.attempts, (fraction, message))
+
     def _on_done(self, job: Job, outcome: Outcome, inline: bool) -> None:
         self._slot_freed_at = time.monotonic()
+        last_progress = self._completions.progress.finish(job.id, job.attempts)
         with self._lock:
             self._heartbeat_jobs.pop(job.id, None)
             self.processed += 1
@@ -603,7 +609,7 @@ class Worker:
             self._wake.set()
             return
         settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0),
-                             kind=outcome.kind)
+                             kind=outcome.kind, progress=last_progress)
         if self.metrics is not None:
             self.metrics.job_finished(job, settlement.status, outcome.duration)
         extra = job_fields(job, self.id, duration=round(outcome.duration, 6),
@@ -612,7 +618,7 @@ class Worker:
             self._completions.release(job)
         else:
             self._completions.add(job, settlement)
-        if settlement.status == "scheduled":
+        if settlement.status in ("scheduled", "snoozed") and settlement.delay > 0:
             self.note_scheduled(settlement.delay)
         if self._buffer and not self._stopping.is_set():
             self._dispatch()
@@ -620,6 +626,9 @@ class Worker:
         if outcome.kind == "success":
             logger.info("job %s %s complete in %.3fs", job.id, job.function, outcome.duration,
                         extra=extra)
+        elif settlement.status == "snoozed":
+            logger.info("job %s %s snoozed for %gs after %.3fs", job.id, job.function,
+                        settlement.delay, outcome.duration, extra=extra)
         else:
             first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
             logger.warning("job %s %s: %s -> %s: %s", job.id, job.function, outcome.kind,
