@@ -303,6 +303,11 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+def percent(fraction: float | None) -> str | None:
+    """A job's progress as a whole percentage, rounded down (99.9% is not done yet)."""
+    return None if fraction is None else f"{int(fraction * 100)}%"
+
+
 def last_line(text: str | None) -> str | None:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else None

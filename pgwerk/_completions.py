@@ -6,6 +6,10 @@ lost between two round trips. One outcome the database refuses (a value out of r
 row written by hand or by another version) is isolated: the batch is written again one
 job at a time, and the job whose outcome cannot be written ends ``failed`` with the
 reason. Nothing an outcome holds stops the writer.
+
+The same thread writes the progress running jobs report (``_progress``): at most once a
+second per job, in one statement for all the jobs due, and only for jobs that report; the
+last value of an attempt goes with its outcome.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import tenacity
 
 from pgwerk._execute import Settlement
+from pgwerk._progress import Row, Throttle
 from pgwerk.job import Job
 from pgwerk.options import JobSpec, repeat_spec
 from pgwerk.store.connections import UNREACHABLE
@@ -49,6 +55,7 @@ class CompletionWriter:
         self._unclaims: list[int] = []
         self._busy = False
         self._stop = False
+        self.progress = Throttle(self._progress_waits)
         self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
 
     def start(self) -> None:
@@ -84,6 +91,11 @@ class CompletionWriter:
             self._unclaims.extend(ids)
             self._cond.notify()
 
+    def _progress_waits(self) -> None:
+        # A job has progress to write: work out afresh when that is due.
+        with self._cond:
+            self._cond.notify()
+
     def idle(self) -> bool:
         with self._cond:
             return not (self._items or self._releases or self._unclaims or self._busy)
@@ -98,8 +110,11 @@ class CompletionWriter:
         while True:
             with self._cond:
                 while not (self._items or self._releases or self._unclaims or self._stop):
-                    self._cond.wait()
-                if not (self._items or self._releases or self._unclaims):
+                    progress_due = self.progress.wait(time.monotonic())
+                    if progress_due is not None and progress_due <= 0:
+                        break
+                    self._cond.wait(progress_due)
+                if self._stop and not (self._items or self._releases or self._unclaims):
                     return
                 if self._items and len(self._items) < self.MAX_BATCH and not self._stop:
                     # Let a few more outcomes join this batch.
@@ -108,7 +123,12 @@ class CompletionWriter:
                 releases, self._releases = self._releases, {}
                 unclaims, self._unclaims = self._unclaims, []
                 self._busy = True
+            # After the batch is taken: the attempts in it are finished, so their last
+            # progress is in their settlement, not here.
+            progress = self.progress.take_due(time.monotonic())
             try:
+                if progress:
+                    self._write_progress(progress)
                 if unclaims:
                     self._write_unclaims(unclaims)
                 if releases:
@@ -123,7 +143,8 @@ class CompletionWriter:
             finally:
                 with self._cond:
                     self._busy = False
-                self.worker.wake()
+                if batch or releases or unclaims:
+                    self.worker.wake()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -145,6 +166,21 @@ class CompletionWriter:
                 "cannot record %s: database unreachable; retrying", what),
             reraise=True,
         )
+
+    def _write_progress(self, rows: list[Row]) -> None:
+        """One statement for every job whose progress is due. Not retried here (outcomes
+        must not wait for it): rows that could not be written wait for the next turn."""
+        try:
+            self.store.record_progress(self.worker.id, _dumps(rows))
+        except UNREACHABLE as exc:
+            logger.warning("cannot record the progress of %d job(s): database unreachable "
+                           "(%s); trying again", len(rows), exc)
+            self.progress.unwritten(rows)
+            return
+        except Exception:  # refused: given up, so that their outcome is not refused too
+            logger.exception("could not record the progress of job(s) %s",
+                             ", ".join(str(row[0]) for row in rows))
+        self.progress.written(rows)
 
     def _write_unclaims(self, ids: list[int]) -> None:
         try:
@@ -218,14 +254,18 @@ class CompletionWriter:
             return set()
 
     def _record(self, batch: Outcomes) -> set[int]:
-        """One transaction: the outcomes, the dependents of the jobs that ended, and the
-        next run of repeating jobs. Returns the ids whose outcome was written."""
+        """One transaction: the last progress of the attempts that reported lately, the
+        outcomes, the dependents of the jobs that ended, and the next run of repeating
+        jobs. Returns the ids whose outcome was written."""
         outcomes = _dumps([(job.id, job.attempts, s.status, s.result, s.error, s.delay,
                             s.waited, s.kind) for job, s in batch])
+        progress = [(job.id, job.attempts, *s.progress) for job, s in batch
+                    if s.progress is not None]
         next_runs: dict[int, JobSpec] = {}
         for job, s in batch:
             if s.status == "complete" and job.repeat is not None:
                 spec = repeat_spec(job, self.store.serializer)
                 if spec is not None:
                     next_runs[job.id] = spec
-        return self.store.record_outcomes(self.worker.id, outcomes, next_runs)
+        return self.store.record_outcomes(self.worker.id, outcomes, next_runs,
+                                          _dumps(progress) if progress else None)

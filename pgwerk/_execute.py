@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from pgwerk._allowlist import refusal
 from pgwerk._logging import job_fields
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
-from pgwerk.job import CallbackRef, Context, Job, JobStatus
+from pgwerk.job import CallbackRef, Context, Job, JobStatus, ProgressSink, Snooze
 
 if TYPE_CHECKING:
     from pgwerk.app import Werk
@@ -50,11 +50,12 @@ class OutcomeKind(_Word):
     Timeout = "timeout"
     Aborted = "aborted"
     Interrupted = "interrupted"  #: the worker shut down under it
+    Snoozed = "snoozed"  #: the handler raised or returned ``Snooze``
 
 
-SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED = (
+SUCCESS, ERROR, TIMEOUT, ABORTED, INTERRUPTED, SNOOZED = (
     OutcomeKind.Success, OutcomeKind.Error, OutcomeKind.Timeout, OutcomeKind.Aborted,
-    OutcomeKind.Interrupted,
+    OutcomeKind.Interrupted, OutcomeKind.Snoozed,
 )
 
 
@@ -69,6 +70,7 @@ class Settled(_Word):
     Queued = "queued"  #: to be retried now
     Scheduled = "scheduled"  #: to be retried after its retry interval
     Released = "released"
+    Snoozed = "snoozed"  #: back to its queue after a delay, without spending an attempt
 
 
 
@@ -82,6 +84,7 @@ class Outcome:
     duration: float = 0.0
     exception: BaseException | None = None
     retryable: bool = True  # False when no retry could succeed (bad payload, no handler)
+    delay: float = 0.0  # SNOOZED: seconds until the job may run again
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class Settlement:
     callback: str | None = None  # success | failure | stopped
     waited: float = 0.0  # seconds between the claim and the handler's start, on this worker
     kind: OutcomeKind | None = None  # how the attempt ended: recorded in its history
+    # The progress the attempt reported last and that may not be written yet: written with
+    # the outcome. None leaves the job's progress as it is.
+    progress: tuple[float, str | None] | None = None
 
 
 class HandlerNotFound(Exception):
@@ -218,14 +224,16 @@ def _call_hook(name: str, hook: Callable[[Context], Any] | None, ctx: Context) -
 
 
 def execute(app: Werk, worker: Worker | None, job: Job,
-            handler_done: Callable[[], None] | None = None) -> Outcome:
+            handler_done: Callable[[], None] | None = None,
+            progress: ProgressSink | None = None) -> Outcome:
     """Run one attempt of ``job`` in this thread and describe how it ended.
 
     ``handler_done`` is called the moment the handler returns or raises, so that a time
-    limit stops applying before the outcome is recorded.
+    limit stops applying before the outcome is recorded. ``progress`` receives what the
+    handler reports with ``ctx.progress``.
     """
     start = time.monotonic()
-    ctx = Context(app=app, job=job, worker=worker)
+    ctx = Context(app=app, job=job, worker=worker, _progress=progress)
     hooks = worker.hooks if worker is not None else None
     raised: BaseException | None = None
     if logger.isEnabledFor(logging.DEBUG):  # no per-job cost unless asked for
@@ -250,6 +258,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             finally:
                 if handler_done is not None:
                     handler_done()
+        except Snooze as exc:  # not a failure: no exception handlers, no retry spent
+            return _snoozed(exc, start)
         except JobTimeout as exc:
             raised = exc
             return _failed(TIMEOUT, exc, start, f"JobTimeout: job {job.id} exceeded its timeout "
@@ -266,6 +276,8 @@ def execute(app: Werk, worker: Worker | None, job: Job,
             if hooks:
                 _call_exception_handlers(hooks.on_exception, replace_ctx(ctx, exc))
             return outcome
+        if isinstance(value, Snooze):
+            return _snoozed(value, start)
         try:
             text = app.serializer.dumps(value)
         except Exception as exc:
@@ -283,7 +295,12 @@ def execute(app: Werk, worker: Worker | None, job: Job,
 
 
 def replace_ctx(ctx: Context, exc: BaseException) -> Context:
-    return Context(app=ctx.app, job=ctx.job, worker=ctx.worker, exception=exc)
+    return Context(app=ctx.app, job=ctx.job, worker=ctx.worker, exception=exc,
+                   _progress=ctx._progress)
+
+
+def _snoozed(snooze: Snooze, start: float) -> Outcome:
+    return Outcome(SNOOZED, duration=time.monotonic() - start, delay=snooze.delay)
 
 
 def _call_exception_handlers(handlers: list[Callable[[Context], Any]], ctx: Context) -> None:
@@ -320,7 +337,9 @@ def settle(job: Job, outcome: Outcome) -> Settlement:
         return Settlement(Settled.Aborted, None, outcome.error, callback="stopped")
     if outcome.kind == INTERRUPTED:
         return Settlement(Settled.Released, None, outcome.error)
-    spent = job.attempts - job.lost - job.released
+    if outcome.kind == SNOOZED:
+        return Settlement(Settled.Snoozed, None, None, outcome.delay)
+    spent = job.attempts - job.lost - job.released - job.snoozed
     if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0

@@ -21,6 +21,7 @@ from pgwerk._execute import (
     ABORTED,
     ERROR,
     INTERRUPTED,
+    SNOOZED,
     SUCCESS,
     TIMEOUT,
     Outcome,
@@ -263,7 +264,8 @@ class ThreadPool:
 
         outcome: Outcome | None = None
         try:
-            outcome = execute(self.app, self.worker, job, handler_done)
+            outcome = execute(self.app, self.worker, job, handler_done,
+                              self.worker.record_progress)
         except (JobTimeout, JobAborted, WorkerShutdown) as exc:
             outcome = outcome or stray_outcome(exc)
         finally:
@@ -294,12 +296,13 @@ class ThreadPool:
 
 def _swallowed(slot: _Slot, outcome: Outcome) -> Outcome:
     """The outcome of a handler that caught the interruption raised into it and returned
-    (or raised something else): the attempt still ended as the interruption said."""
-    if slot.delivered is None or outcome.kind not in (SUCCESS, ERROR):
+    (or raised something else, or snoozed): the attempt still ended as the interruption
+    said."""
+    if slot.delivered is None or outcome.kind not in (SUCCESS, ERROR, SNOOZED):
         return outcome
     job, name = slot.job, slot.delivered.__name__
     kind = _INTERRUPTION_KINDS[slot.delivered]
-    how = "returned" if outcome.kind == SUCCESS else "raised another error"
+    how = {SUCCESS: "returned", SNOOZED: "snoozed"}.get(outcome.kind, "raised another error")
     cause = {TIMEOUT: f"job {job.id} exceeded its timeout of {job.timeout}s",
              ABORTED: "aborted on request",
              INTERRUPTED: "the worker stopped"}[kind]

@@ -3,8 +3,8 @@
 
 ``pool="fork"`` forks a fresh child per job (isolation, hard kills); ``pool="process"``
 keeps ``capacity`` children and sends them jobs through a pipe. A reader thread collects
-outcomes, notices children that die (busy or idle) and replaces idle ones. Children die
-with their worker, even a SIGKILLed one.
+outcomes (and the progress jobs report before them), notices children that die (busy or
+idle) and replaces idle ones. Children die with their worker, even a SIGKILLed one.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pgwerk._execute import (
     ABORTED,
@@ -34,6 +34,7 @@ from pgwerk._execute import (
     execute,
     stray_outcome,
 )
+from pgwerk._progress import INTERVAL
 from pgwerk._timeouts import Deadline, DeadlineWatcher, raise_in_thread, release_logging_locks
 from pgwerk.exceptions import JobAborted, JobTimeout, WorkerShutdown
 from pgwerk.job import Job
@@ -73,6 +74,81 @@ def _read_frame(fd: int) -> Any:
     return None if body is None else pickle.loads(body)
 
 
+class ProgressFrame(NamedTuple):
+    """What a job in a child reported with ``ctx.progress``, on its way to the parent."""
+
+    fraction: float
+    message: str | None
+
+
+class _ProgressSender:
+    """In a child: sends the running job's progress to the parent, at most one frame per
+    ``INTERVAL`` (the parent throttles again on the way to the database; this keeps the
+    pipe and the reader thread quiet whatever the handler does).
+
+    A report within the interval after a frame waits (the newest replaces the older), and a
+    thread of the child's own sends it once the interval has passed, so that a handler that
+    reports and then works for long is seen on time. What still waits when the handler
+    returns is sent just before the outcome; nothing is sent after it (to the parent, a
+    frame from a child that has no job means that it died). A frame is about 2 KB at most
+    (``PROGRESS_MESSAGE_MAX``), less than ``PIPE_BUF``, so each goes in one atomic write: an
+    interruption of the handler (its time limit) cannot leave half a frame in the pipe.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._job: Job | None = None  # the job running now
+        self._waiting: tuple[float, str | None] | None = None
+        self._next = 0.0
+        self._thread: threading.Thread | None = None
+
+    def begin(self, job: Job) -> None:
+        with self._cond:
+            self._job, self._waiting, self._next = job, None, 0.0
+
+    def report(self, job: Job, fraction: float, message: str | None) -> None:
+        with self._cond:
+            if job is not self._job:
+                return  # a thread an earlier handler left behind, still reporting
+            now = time.monotonic()
+            if self._waiting is None and now >= self._next:
+                self._send((fraction, message), now)
+                return
+            self._waiting = (fraction, message)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._send_later,
+                                                name="pgwerk-progress", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def end(self) -> None:
+        """The handler returned: send what waits, and nothing more for this job."""
+        with self._cond:
+            if self._job is not None and self._waiting is not None:
+                self._send(self._waiting, time.monotonic())
+            self._job, self._waiting = None, None
+
+    def _send(self, value: tuple[float, str | None], now: float) -> None:
+        self._waiting, self._next = None, now + INTERVAL
+        _write_frame(self._fd, ProgressFrame(*value))
+
+    def _send_later(self) -> None:
+        try:
+            with self._cond:
+                while True:
+                    if self._waiting is None:  # only ever set while a job runs
+                        self._cond.wait()
+                        continue
+                    delay = self._next - time.monotonic()
+                    if delay > 0:
+                        self._cond.wait(delay)
+                        continue
+                    self._send(self._waiting, time.monotonic())
+        except OSError as exc:  # the parent is gone: this child is about to end too
+            logger.warning("cannot send a job's progress to the worker: %s", exc)
+
+
 def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
                 first: Job | None) -> None:
     """The body of a forked child: run jobs from the pipe (or just ``first``), report each."""
@@ -81,6 +157,7 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
     watcher = DeadlineWatcher(use_signal=True)
     watcher.start()
     main = threading.get_ident()
+    progress = _ProgressSender(results_fd)
     job = first
     while True:
         if job is None:
@@ -91,13 +168,16 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
         if job.timeout:
             deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout),
                                    signal_safe=True)
+        progress.begin(job)
         try:
-            outcome = execute(app, worker, job, functools.partial(watcher.cancel, deadline))
+            outcome = execute(app, worker, job, functools.partial(watcher.cancel, deadline),
+                              progress.report)
         except (JobTimeout, JobAborted, WorkerShutdown) as exc:
             outcome = stray_outcome(exc)
         watcher.cancel(deadline)
         if deadline is not None and deadline.fired:
             release_logging_locks()  # the next job of this child must be able to log
+        progress.end()
         _write_frame(results_fd, replace(outcome, exception=None))
         if first is not None:
             return
@@ -480,11 +560,14 @@ class ProcessPool:
     def _collect(self, child: _Child) -> None:
         job = child.job
         assert job is not None
-        self.watcher.cancel(child.deadline)
-        child.deadline = None
         try:
-            outcome, alive = self._read_outcome(child, job)
+            read = self._read_outcome(child, job)
+            if read is None:  # a progress report: the job runs on
+                return
+            outcome, alive = read
         except Exception as exc:  # recorded on the job; the child is not trusted again
+            self.watcher.cancel(child.deadline)
+            child.deadline = None
             logger.exception("job %s: cannot read its outcome", job.id)
             outcome = Outcome(ERROR, error=f"pgwerk: cannot read the outcome of job {job.id} "
                                            f"from its child process: {exc!r}")
@@ -505,13 +588,19 @@ class ProcessPool:
                 child.exit_description()
         self._report(job, outcome)
 
-    def _read_outcome(self, child: _Child, job: Job) -> tuple[Outcome, bool]:
+    def _read_outcome(self, child: _Child, job: Job) -> tuple[Outcome, bool] | None:
         """The outcome the child sent, or the one its death means; and whether the child
-        lives on to run another job."""
+        lives on to run another job. None when what came was a progress report (passed
+        on to the worker): the job runs on."""
         try:
             outcome = _read_frame(child.results_fd)
         except (OSError, EOFError, pickle.UnpicklingError):
             outcome = None
+        if isinstance(outcome, ProgressFrame):
+            self.worker.record_progress(job, outcome.fraction, outcome.message)
+            return None
+        self.watcher.cancel(child.deadline)
+        child.deadline = None
         alive = outcome is not None and self.persistent and child.kill_reason is None
         if outcome is None:
             cause = child.exit_description()

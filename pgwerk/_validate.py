@@ -9,6 +9,7 @@ given, and what is allowed.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from datetime import timedelta
 from typing import TypeGuard
@@ -86,6 +87,25 @@ def seconds(name: str, value: object, *, positive: bool = False) -> float | None
     if not inside:
         raise ValueError(f"{name} must be {low} and <= {MAX_SECONDS_TEXT}, got {value!r}")
     return float(number)
+
+
+def fraction(name: str, value: object) -> float:
+    """A real number from 0 to 1 (an int, a float, a ``Fraction``...; not a bool), as a
+    float.
+
+    Raises:
+        TypeError: not a real number (a bool, a string, ``None``, a complex number, ...).
+        ValueError: below 0, above 1, or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number from 0 to 1, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float: out of range anyway
+        number = math.inf
+    if not 0.0 <= number <= 1.0:  # NaN fails both comparisons
+        raise ValueError(f"{name} must be from 0 to 1, got {value!r}")
+    return number
 
 
 def text(name: str, value: object, *, max_len: int = 255) -> str:

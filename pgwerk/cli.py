@@ -44,6 +44,7 @@ from pgwerk._cli_support import (
     load_app,
     open_app,
     parse_job_id,
+    percent,
     show_duration,
     split_optional_id,
     split_target,
@@ -351,10 +352,11 @@ def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | Non
         echo_json([shown_job(j) for j in found])
         return
     echo_table(
-        ["id", "status", "queue", "function", "prio", "tries", "enqueued", "error"],
-        [[j.id, j.state, j.queue, j.function, j.priority, f"{j.attempts}/{j.max_attempts}",
-          j.enqueued_at, last_line(j.error)] for j in found],
-        "no jobs" + (f" (offset {offset})" if offset else ""), drop_zero=("prio",),
+        ["id", "status", "progress", "queue", "function", "prio", "tries", "enqueued",
+         "error"],
+        [[j.id, j.state, percent(j.progress), j.queue, j.function, j.priority,
+          f"{j.attempts}/{j.max_attempts}", j.enqueued_at, last_line(j.error)] for j in found],
+        "no jobs" + (f" (offset {offset})" if offset else ""), drop_zero=("prio", "progress"),
     )
     if len(found) == limit:
         click.echo(f"(first {limit}; more with --offset {offset + limit})", err=True)
@@ -398,11 +400,16 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
 
 def _show_job(job: Job) -> None:
     payload = _payload_note(job)
+    attempts = f"{job.attempts}/{job.max_attempts}"
+    if job.snoozed:
+        attempts += f" ({job.snoozed} snoozed, not counted)"
     fields: list[tuple[str, Any]] = [
         ("id", job.id), ("function", job.function), ("queue", job.queue),
-        ("status", job.state), ("priority", job.priority),
-        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("status", job.state), ("priority", job.priority), ("attempts", attempts),
     ]
+    if job.progress is not None:
+        fields.append(("progress", " ".join(filter(None, [percent(job.progress),
+                                                          job.progress_message]))))
     if payload:
         fields.append(("payload", payload))
     else:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Union
 
-from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds
+from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds, text
+from pgwerk._validate import fraction as _fraction
 
 if TYPE_CHECKING:
     from pgwerk.app import Werk
@@ -119,6 +120,40 @@ class Repeat:
             values = list(self.intervals)
             return [float(values[min(i, len(values) - 1)]) for i in range(self.times)]
         return [float(self.interval or 0)] * self.times
+
+
+class Snooze(Exception):
+    """Put the job back to run again later, without spending one of its attempts.
+
+    A handler raises it (``raise Snooze(30)``) or returns it (``return Snooze(30)``): the
+    job goes back to ``scheduled`` (``queued`` for a delay of 0), its attempt is recorded
+    in its history as ``snoozed`` and counted in ``Job.snoozed``, not against
+    ``max_attempts``. No callback runs, dependents keep waiting, and the job's group lets
+    its next job run meanwhile. A job that snoozes every time never ends: count with
+    ``ctx.job.snoozed`` where that matters.
+
+    Args:
+        delay: seconds (or a ``timedelta``) until the job may run again, at least 0 and at
+            most ten years.
+
+    Example::
+
+        def sync_account(ctx, account_id):
+            if rate_limited():
+                raise Snooze(60)
+            ...
+    """
+
+    def __init__(self, delay: float | timedelta) -> None:
+        self.delay = _duration("Snooze.delay", delay)
+        super().__init__(self.delay)
+
+    def __str__(self) -> str:
+        return f"snoozed for {self.delay:g}s"
+
+    def __reduce__(self) -> tuple[type[Snooze], tuple[float]]:
+        # Rebuilt from its delay, wherever it is unpickled (a process child's outcome).
+        return (type(self), (self.delay,))
 
 
 @dataclass(frozen=True)
@@ -249,6 +284,9 @@ class Job:
     repeat_index: int = 0
     lost: int = 0
     released: int = 0
+    snoozed: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
     payload_error: str | None = None
 
     @property
@@ -262,6 +300,14 @@ class Job:
         if self.status is JobStatus.Aborted and self.attempts == 0:
             return "cancelled"
         return self.status.value
+
+
+#: The longest message ``Context.progress`` takes, in characters. Also what keeps a report
+#: sent from a fork or process child within one atomic pipe write.
+PROGRESS_MESSAGE_MAX = 500
+
+#: Where a running job's progress goes: ``(job, fraction, message)``, checked already.
+ProgressSink = Callable[[Job, float, str | None], None]
 
 
 @dataclass
@@ -279,6 +325,46 @@ class Context:
     job: Job
     worker: Worker | None = None
     exception: BaseException | None = None
+    # Set by the worker for the attempt it runs; None elsewhere (callbacks, a Context made
+    # by hand), where progress is checked and dropped.
+    _progress: ProgressSink | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far the job has come: ``fraction`` done, from 0 to 1, and what it is
+        doing (``message``, at most 500 characters). ``get_job`` shows them
+        (``Job.progress``, ``Job.progress_message``), as do ``pgwerk job ID`` and the
+        dashboard.
+
+        Cheap enough for a tight loop, in every pool: the worker writes at most one value
+        per job and second, the newest, and the last one reported lands at the latest with
+        the attempt's outcome. Each call replaces both values (a call without a message
+        clears the previous one); a new attempt starts without progress.
+
+        Outside a worker (``worker`` is None: a ``Context`` made by hand, as in a unit test
+        of the handler) and in callbacks (the attempt has ended) the arguments are checked
+        and nothing is recorded.
+
+        Raises:
+            TypeError: ``fraction`` is not a real number (a bool is not), or ``message``
+                is neither a string nor None.
+            ValueError: ``fraction`` is below 0, above 1 or NaN; ``message`` is empty,
+                too long, or holds a NUL character.
+
+        Example::
+
+            def import_rows(ctx, rows):
+                for done, row in enumerate(rows, 1):
+                    store(row)
+                    ctx.progress(done / len(rows), f"{done} of {len(rows)} rows")
+        """
+        value = _fraction("ctx.progress(): fraction", fraction)
+        if message is not None:
+            if not isinstance(message, str):
+                raise TypeError(f"ctx.progress(): message must be a string or None, "
+                                f"got {message!r}")
+            text("ctx.progress(): message", message, max_len=PROGRESS_MESSAGE_MAX)
+        if self._progress is not None:
+            self._progress(self.job, value, message)
 
 
 @dataclass(frozen=True)
@@ -286,8 +372,9 @@ class Execution:
     """One attempt of a job: who ran it, when, and how it ended.
 
     ``outcome`` is ``complete``, ``failed``, ``timeout`` (it ran past its ``_timeout``),
-    ``aborted``, ``lost`` (the worker died), ``interrupted`` (the worker shut down) or, for
-    the attempt in progress, ``active``.
+    ``aborted``, ``lost`` (the worker died), ``interrupted`` (the worker shut down),
+    ``snoozed`` (the handler asked to run later: see ``Snooze``) or, for the attempt in
+    progress, ``active``.
     """
 
     job_id: int

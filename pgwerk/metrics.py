@@ -53,8 +53,9 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     600.0, 1800.0, 3600.0, math.inf,
 )
 #: What ``outcome`` of ``pgwerk_jobs_finished_total`` says: the status the attempt left the
-#: job in (a retry leaves it ``queued`` or ``scheduled``).
-OUTCOMES = ("complete", "failed", "aborted", "queued", "scheduled")
+#: job in (a retry leaves it ``queued`` or ``scheduled``), or ``snoozed`` for an attempt
+#: that ended with ``Snooze`` (its job waits to run again, no retry spent).
+OUTCOMES = ("complete", "failed", "aborted", "queued", "scheduled", "snoozed")
 QUEUE_METRICS = ("leader", True, False)
 _STATUSES = tuple(s.value for s in JobStatus)
 _SETTLED = {"deleted": "failed", "released": "queued"}
@@ -87,7 +88,7 @@ class WorkerMetrics:
 
     Series: ``pgwerk_jobs_started_total{queue,function}``,
     ``pgwerk_jobs_finished_total{queue,function,outcome}`` (outcome: complete, failed,
-    aborted, or queued/scheduled when a retry follows),
+    aborted, queued/scheduled when a retry follows, or snoozed),
     ``pgwerk_job_duration_seconds{queue,function}``,
     ``pgwerk_job_retries_total{queue,function}``, ``pgwerk_jobs_lost_total`` (outcomes this
     worker could not record: the job was taken back from it), ``pgwerk_jobs_rescued_total``
@@ -149,7 +150,7 @@ class WorkerMetrics:
 
     def job_finished(self, job: Job, status: str, duration: float) -> None:
         """An attempt ended and left the job in ``status`` (a job status, or the worker's
-        ``deleted`` / ``released``)."""
+        ``deleted`` / ``released`` / ``snoozed``)."""
         outcome = _SETTLED.get(status, status)
         self.finished.labels(job.queue, job.function, outcome).inc()
         self.duration.labels(job.queue, job.function).observe(duration)

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[Context], Any]
+_MICROSECOND = timedelta(microseconds=1)  # the resolution of PostgreSQL's timestamps
 #: The most jobs one worker runs at once (threads, or child processes).
 MAX_CONCURRENCY = 1024
 
@@ -211,6 +213,7 @@ class Worker:
         # its handler started (recorded with its outcome as the real start).
         self._claimed_at: dict[int, float] = {}
         self._waited: dict[int, float] = {}
+        self._last_start: datetime | None = None
         self._hold_off_until = 0.0
         self._slot_freed_at = time.monotonic()
         self._dispatch_lock = threading.Lock()
@@ -511,10 +514,22 @@ class Worker:
             while free > 0 and self._buffer:
                 job = self._buffer.popleft()
                 claimed_at = self._claimed_at.pop(job.id, None)
-                if claimed_at is not None:
-                    self._waited[job.id] = time.monotonic() - claimed_at
+                if claimed_at is not None and job.started_at is not None:
+                    self._waited[job.id] = self._wait_before_start(job.started_at, claimed_at)
                 pool.submit(job)
                 free -= 1
+
+    def _wait_before_start(self, claimed: datetime, sent: float) -> float:
+        """Seconds between the claim (``claimed``, the database's clock when the claim
+        began; ``sent``, this process's clock when it was sent) and now, when the handler
+        starts: the job's ``started_at`` becomes ``claimed`` plus that. Kept increasing in
+        the order this worker starts its jobs, which a claim's round trip (that varies
+        from one claim to the next) would otherwise blur for jobs of different claims."""
+        start = claimed + timedelta(seconds=time.monotonic() - sent)
+        if self._last_start is not None and start <= self._last_start:
+            start = self._last_start + _MICROSECOND
+        self._last_start = start
+        return (start - claimed).total_seconds()
 
     def _claim(self, limit: int) -> list[Job]:
         queues = self.queues
@@ -581,8 +596,14 @@ class Worker:
         """Let the claim loop look again (a slot or an outcome was freed)."""
         self._wake.set()
 
+    def record_progress(self, job: Job, fraction: float, message: str | None) -> None:
+        """A running job reported its progress (checked already): written soon, at most
+        once a second per job (called by the pools, from any thread)."""
+        self._completions.progress.report(job.id, job.attempts, (fraction, message))
+
     def _on_done(self, job: Job, outcome: Outcome, inline: bool) -> None:
         self._slot_freed_at = time.monotonic()
+        last_progress = self._completions.progress.finish(job.id, job.attempts)
         with self._lock:
             self._heartbeat_jobs.pop(job.id, None)
             self.processed += 1
@@ -607,7 +628,7 @@ class Worker:
             self._wake.set()
             return
         settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0),
-                             kind=outcome.kind)
+                             kind=outcome.kind, progress=last_progress)
         if self.metrics is not None:
             self.metrics.job_finished(job, settlement.status, outcome.duration)
         extra = job_fields(job, self.id, duration=round(outcome.duration, 6),
@@ -616,7 +637,7 @@ class Worker:
             self._completions.release(job)
         else:
             self._completions.add(job, settlement)
-        if settlement.status == "scheduled":
+        if settlement.status in ("scheduled", "snoozed") and settlement.delay > 0:
             self.note_scheduled(settlement.delay)
         if self._buffer and not self._stopping.is_set():
             self._dispatch()
@@ -624,6 +645,9 @@ class Worker:
         if outcome.kind == "success":
             logger.info("job %s %s complete in %.3fs", job.id, job.function, outcome.duration,
                         extra=extra)
+        elif settlement.status == "snoozed":
+            logger.info("job %s %s snoozed for %gs after %.3fs", job.id, job.function,
+                        settlement.delay, outcome.duration, extra=extra)
         else:
             first_line = (outcome.error or "").strip().splitlines()[-1:] or [""]
             logger.warning("job %s %s: %s -> %s: %s", job.id, job.function, outcome.kind,

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgwerk import Context, Werk
+from pgwerk import Context, Snooze, Werk
 
 EVENTS_TABLE = "test_events"
 
@@ -215,6 +215,66 @@ def grouped_work(ctx: Context, seconds: float) -> None:
 def short_sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+# -- progress and snoozes --------------------------------------------------------------------
+
+
+def _wait_for_path(path: str, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+def report_progress(ctx: Context, gate: str) -> str:
+    """Reports 40%, waits until ``gate`` exists, then reports 100% and returns."""
+    ctx.progress(0.4, "step 2 of 5")
+    _wait_for_path(gate)
+    ctx.progress(1, "done")
+    return "reported"
+
+
+def report_progress_often(ctx: Context, calls: int, gate: str) -> int:
+    """Reports ``calls`` times as fast as it can (recording how long that took), then waits
+    until ``gate`` exists."""
+    start = time.monotonic()
+    for done in range(1, calls + 1):
+        ctx.progress(done / calls, f"{done} of {calls}")
+    record_event(ctx.app, ctx.job.id, "reported", seconds=time.monotonic() - start)
+    _wait_for_path(gate)
+    return calls
+
+
+def report_bad_progress(ctx: Context, fraction: Any, message: Any = None) -> None:
+    ctx.progress(fraction, message)
+
+
+def progress_then_fail_once(ctx: Context) -> list[Any]:
+    """The first attempt reports half done and fails; the next returns the progress its
+    job had when it was claimed."""
+    if ctx.job.attempts == 1:
+        ctx.progress(0.5, "half")
+        raise ValueError("first attempt fails")
+    return [ctx.job.progress, ctx.job.progress_message]
+
+
+def snooze(ctx: Context, times: int, delay: float, how: str = "raise") -> str:
+    """Snoozes for ``delay`` seconds (``how``: ``raise`` or ``return`` a ``Snooze``) until
+    it was snoozed ``times`` times, then returns."""
+    if ctx.job.snoozed < times:
+        if how == "raise":
+            raise Snooze(delay)
+        return Snooze(delay)  # type: ignore[return-value]
+    return f"ran after {ctx.job.snoozed} snoozes"
+
+
+def snooze_then_fail(ctx: Context, times: int) -> None:
+    """Snoozes (for no time) ``times`` times, then fails."""
+    if ctx.job.snoozed < times:
+        raise Snooze(0)
+    raise ValueError(f"failed after {ctx.job.snoozed} snoozes")
 
 
 # -- callbacks and hooks ----------------------------------------------------------------

@@ -66,7 +66,12 @@ def breakable(name: str) -> Markup:
     return Markup("<wbr>").join(escape(part) for part in re.split(r"(?<=[._])", name))
 
 
+def percent(fraction: float | None) -> str:
+    """A job's progress as a whole percentage, rounded down (99.9% is not done yet)."""
+    return "" if fraction is None else f"{int(fraction * 100)}%"
+
+
 def register(env: Any) -> None:
     env.filters.update(human_seconds=human_seconds, exact=exact, reltime=reltime,
                        duration=duration, error_summary=error_summary, escape=escape,
-                       breakable=breakable)
+                       breakable=breakable, percent=percent)

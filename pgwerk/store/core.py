@@ -212,8 +212,8 @@ class Store:
         if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision
             return [None]
         return [
-            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0, "released": 0},
-                         self.serializer, spec.payload)
+            job_from_row({**spec.row, **row, "attempts": 0, "lost": 0, "released": 0,
+                          "snoozed": 0}, self.serializer, spec.payload)
             if row["id"] is not None else None
             for spec, row in zip(specs, rows, strict=True)
         ]
@@ -324,15 +324,20 @@ class Store:
             jobs.append(job_from_row(row, self.serializer))
         return jobs
 
-    def record_outcomes(self, worker_id: str, outcomes: str,
-                        next_runs: Mapping[int, Any]) -> set[int]:
-        """One transaction: the outcomes of a batch (a JSON array, see
-        ``job_complete_many``), the dependents of the jobs that ended, and the next run of
-        repeating jobs (``next_runs``: job id -> spec, inserted only for the jobs whose
-        outcome was written). Returns the ids whose outcome was written."""
+    def record_outcomes(self, worker_id: str, outcomes: str, next_runs: Mapping[int, Any],
+                        progress: str | None = None) -> set[int]:
+        """One transaction: the last progress some attempts reported (``progress``, a JSON
+        array, see ``job_progress_many``; None for none: no statement), the outcomes of a
+        batch (a JSON array, see ``job_complete_many``), the dependents of the jobs that
+        ended, and the next run of repeating jobs (``next_runs``: job id -> spec, inserted
+        only for the jobs whose outcome was written). Returns the ids whose outcome was
+        written."""
 
         def write(conn: psycopg.Connection[Row]) -> set[int]:
             with conn.transaction():
+                if progress is not None:
+                    self.fetch("job_progress_many", {"batch": progress, "worker": worker_id},
+                               conn)
                 rows = self.fetch("job_complete_many", {
                     "batch": outcomes, "worker": worker_id, "channel": self.channel}, conn)
                 recorded = {row["id"] for row in rows}
@@ -346,6 +351,12 @@ class Store:
                 return recorded
 
         return self.db.run("record outcomes", write)
+
+    def record_progress(self, worker_id: str, progress: str) -> set[int]:
+        """Write the progress of running jobs (a JSON array, see ``job_progress_many``),
+        each only while its attempt is still ``worker_id``'s. Returns the ids written."""
+        rows = self.fetch("job_progress_many", {"batch": progress, "worker": worker_id})
+        return {row["id"] for row in rows}
 
     def fail_unrecordable(self, worker_id: str, job_id: int, attempt: int,
                           reason: str) -> set[int]:

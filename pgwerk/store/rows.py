@@ -136,5 +136,8 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
         repeat_index=repeat_index,
         lost=row.get("lost") or 0,
         released=row.get("released") or 0,
+        snoozed=row.get("snoozed") or 0,
+        progress=row.get("progress"),
+        progress_message=row.get("progress_message"),
         payload_error="; ".join(problems) or None,
     )

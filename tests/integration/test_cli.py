@@ -147,6 +147,23 @@ def test_job__shows_one_job_with_its_attempts(app: Werk) -> None:
     assert "tests.jobs.add" in text and "result:" in text
 
 
+def test_job__shows_the_progress_of_a_running_job_and_its_snoozes(app: Werk) -> None:
+    quiet = make_job(app, status="active", attempts=1, worker_id="w", started_at=ago(2))
+    assert "PROGRESS" not in run("jobs", *db(app)).stdout  # no job reported any
+    job = make_job(app, status="active", attempts=3, snoozed=2, worker_id="w",
+                   started_at=ago(2), progress=0.4, progress_message="step 2 of 5")
+    text = run("job", *db(app), str(job.id)).stdout
+    assert "progress:       40% step 2 of 5" in text
+    assert "attempts:       3/1 (2 snoozed, not counted)" in text
+    detail = as_json(run("job", *db(app), str(job.id), "--json"))
+    assert (detail["progress"], detail["progress_message"], detail["snoozed"]) == (
+        0.4, "step 2 of 5", 2)
+    listing = run("jobs", *db(app)).stdout.splitlines()
+    assert listing[0].split()[:3] == ["ID", "STATUS", "PROGRESS"]
+    assert listing[1].split()[:3] == [str(job.id), "active", "40%"]
+    assert listing[2].split()[:3] == [str(quiet.id), "active", "-"]
+
+
 def test_job__unknown_id_is_one_line_and_exit_1(app: Werk) -> None:
     result = run("job", *db(app), "999999", ok=False)
     assert result.exit_code == 1

@@ -91,6 +91,22 @@ def test_dashboard__aborting_job_says_why_it_has_not_stopped(app: Werk) -> None:
     assert "at its next check" in text and "cannot be interrupted" in text
 
 
+def test_dashboard__running_job_shows_its_progress_and_snoozes(app: Werk) -> None:
+    job = make_job(app, status="active", attempts=2, snoozed=1, worker_id="w",
+                   started_at=ago(2), progress=0.4, progress_message="step <2> of 5")
+    query(app, "INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome) "
+               "VALUES (%s, 1, 'w', now() - interval '1 minute', 'snoozed')", [job.id])
+    client = Client(Dashboard(app))
+    page = client.get(f"/jobs/{job.id}").text
+    assert '<progress max="1" value="0.4">40%</progress> 40%' in page
+    assert '<span class="muted">step &lt;2&gt; of 5</span>' in page
+    assert "2 of 1 (1 snoozed, not counted)" in page
+    assert '<span class="badge snoozed">snoozed</span>' in page
+    listing = client.get("/jobs").text
+    assert ('<progress class="compact" max="1" value="0.4" title="40% step &lt;2&gt; of 5">'
+            '40%</progress>') in listing
+
+
 def test_dashboard__jobs_list_filters_counts_and_pages(app: Werk) -> None:
     for i in range(60):
         app.enqueue(jobs.add, i, i, _queue="bulk")

@@ -14,7 +14,7 @@ import pytest
 
 from pgwerk import JobStatus, Werk
 from pgwerk.metrics import WorkerMetrics, metrics_wsgi_app, serve_metrics
-from tests import jobs
+from tests import jobs, worker_jobs
 from tests.helpers import ago, eventually, make_job, set_columns
 from tests.worker_support import WorkerThread, running_worker, wait_status
 
@@ -81,6 +81,21 @@ def test_worker__counts_attempts_by_the_status_they_left_the_job_in(
                   le="3600.0") == 2
     assert "_created" not in body
     assert "process_cpu_seconds_total" in body and "python_info" in body
+
+
+def test_worker__counts_a_snooze_as_snoozed_not_as_a_retry(app: Werk,
+                                                          endpoint: Endpoint) -> None:
+    job = app.enqueue(worker_jobs.snooze, 1, 0, "return")
+    with running_worker(app, concurrency=1, metrics=endpoint.metrics):
+        wait_status(app, job, JobStatus.Complete)  # type: ignore[arg-type]
+        body = endpoint.scrape()
+    name = "tests.worker_jobs.snooze"
+    assert sample(body, "pgwerk_jobs_finished_total", queue="default", function=name,
+                  outcome="snoozed") == 1
+    assert sample(body, "pgwerk_jobs_finished_total", queue="default", function=name,
+                  outcome="complete") == 1
+    assert sample(body, "pgwerk_job_retries_total", queue="default", function=name) in (
+        None, 0.0)
 
 
 def test_worker__slots_saturation_up_and_heartbeat_age(app: Werk, endpoint: Endpoint) -> None:

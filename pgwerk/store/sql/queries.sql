@@ -164,7 +164,7 @@ again AS (
             THEN 'waiting' ELSE 'queued' END,
         scheduled_at = now(), completed_at = NULL,
         started_at = NULL, purge_at = NULL, error = NULL, result = NULL, worker_id = NULL,
-        expires_at = NULL, max_attempts = j.attempts - j.lost - j.released + 1
+        expires_at = NULL, max_attempts = j.attempts - j.lost - j.released - j.snoozed + 1
     FROM old WHERE j.id = old.id
     RETURNING j.id, j.queue, j.status
 ),
@@ -184,7 +184,7 @@ WHERE id = %(id)s AND status IN ('active', 'aborting') RETURNING id;
 -- walked in (priority DESC, id) order and stops after `limit` unlocked rows; the rows are
 -- then merged in the worker's dequeue order (and returned in it). A job of a group enters
 -- only if the claim can insert the group's row: the primary key of job_groups settles
--- races between workers.
+-- races between workers. An attempt starts without the progress of the one before it.
 WITH ranked AS (
     SELECT c.id, c.group_key, c.priority, q.pos,
         row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
@@ -217,15 +217,16 @@ grouped AS (
 ),
 claimed AS (
     UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
-        heartbeat_at = now(), worker_id = %(worker)s, error = NULL
+        heartbeat_at = now(), worker_id = %(worker)s, error = NULL,
+        progress = NULL, progress_message = NULL
     WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
                    UNION ALL SELECT job_id FROM grouped)
     -- What a worker needs to run the job (decoding fewer columns is a measurable share of
     -- a worker's time with short jobs); the rest is known (worker_id, heartbeat_at) or NULL.
     RETURNING j.id, j.function, j.queue, j.status, j.priority, j.payload, j.attempts,
-        j.max_attempts, j.lost, j.released, j.retry_intervals, j.scheduled_at, j.enqueued_at,
-        j.started_at, j.expires_at, j.key, j.group_key, j.meta, j.timeout, j.heartbeat,
-        j.result_ttl, j.failure_ttl, j.failure_mode, j.callbacks, j.repeat
+        j.max_attempts, j.lost, j.released, j.snoozed, j.retry_intervals, j.scheduled_at,
+        j.enqueued_at, j.started_at, j.expires_at, j.key, j.group_key, j.meta, j.timeout,
+        j.heartbeat, j.result_ttl, j.failure_ttl, j.failure_mode, j.callbacks, j.repeat
 )
 -- In the order picked, so that the worker starts them in that order.
 SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY picked.ord;
@@ -237,7 +238,10 @@ SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY pic
 -- by PostgreSQL: far cheaper for the worker than an array per column). started_at becomes the moment the handler really started. Each
 -- write is guarded by ownership of the attempt (id, attempt number, worker, still active),
 -- so a worker that lost a job to the sweep changes nothing. Statuses: an end status,
--- 'queued'/'scheduled' for a retry, or 'deleted' (failure_mode="delete").
+-- 'queued'/'scheduled' for a retry, 'deleted' (failure_mode="delete"), or 'snoozed': the
+-- job is back 'scheduled' after the delay ('queued' for none) without spending an attempt
+-- (counted in `snoozed`), its history says 'snoozed', and like a retry it is not an end:
+-- waiters are not told, dependents keep waiting; its group slot is freed.
 -- The worker and status tests are wrapped in CASE on purpose. As plain conditions they
 -- match the partial index on active jobs, and ANALYZE rarely sees active rows, so the
 -- planner expects ~1 row there and loops over the whole batch for each of this worker's
@@ -256,13 +260,15 @@ gone AS (
 ),
 done AS (
     UPDATE {jobs} j SET
-        status = v.status,
+        status = CASE WHEN v.status <> 'snoozed' THEN v.status
+                      WHEN v.delay > 0 THEN 'scheduled' ELSE 'queued' END,
+        snoozed = j.snoozed + CASE WHEN v.status = 'snoozed' THEN 1 ELSE 0 END,
         result = v.result,
         error = v.error,
         started_at = j.started_at + make_interval(secs => v.waited),
         completed_at = CASE WHEN v.status IN ('complete', 'failed', 'aborted', 'expired')
                             THEN now() END,
-        scheduled_at = CASE WHEN v.status = 'scheduled'
+        scheduled_at = CASE WHEN v.status IN ('scheduled', 'snoozed')
                             THEN now() + make_interval(secs => v.delay) ELSE j.scheduled_at END,
         purge_at = CASE WHEN v.status = 'complete' THEN now() + make_interval(secs => CASE WHEN j.result_ttl IS NOT NULL THEN least(j.result_ttl, 315576000) END)
                         WHEN v.status IN ('failed', 'aborted', 'expired')
@@ -271,7 +277,7 @@ done AS (
     WHERE v.status <> 'deleted' AND j.id = v.id AND j.attempts = v.attempt
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
     RETURNING j.id, j.status, j.queue, j.group_key, j.has_dependents, j.attempts,
-        j.started_at, j.error, v.kind
+        j.started_at, j.error, v.kind, v.status AS settled
 ),
 ended AS (
     SELECT id, status, queue, group_key, has_dependents FROM done
@@ -281,7 +287,8 @@ ended AS (
 history AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome, error)
     SELECT id, attempts, %(worker)s, started_at,
-        CASE WHEN kind = 'timeout' THEN 'timeout' ELSE 'failed' END, error FROM done
+        CASE WHEN settled = 'snoozed' THEN 'snoozed'
+             WHEN kind = 'timeout' THEN 'timeout' ELSE 'failed' END, error FROM done
     WHERE status IN ('queued', 'scheduled')
 ),
 freed AS (
@@ -302,6 +309,24 @@ told AS (
 SELECT ended.id, ended.status, ended.has_dependents FROM ended
 CROSS JOIN (SELECT count(*) FROM wake) AS w
 CROSS JOIN (SELECT count(*) FROM told) AS t;
+
+-- name: job_progress_many
+-- Record the progress reported by running jobs, sent as one JSON array of
+-- [id, attempt, fraction, message]: on its own once a second, and for the last value of
+-- attempts that ended, just before job_complete_many in its transaction. Each write is
+-- guarded by ownership of the attempt (id, attempt number, worker, still active or
+-- aborting), as the heartbeat's and the outcome's are; the tests are wrapped in CASE for
+-- the reason given at job_complete_many.
+WITH v AS (
+    SELECT (e->>0)::bigint AS id, (e->>1)::int AS attempt, (e->>2)::float8 AS progress,
+        e->>3 AS progress_message
+    FROM json_array_elements(%(batch)s::json) AS e
+)
+UPDATE {jobs} j SET progress = v.progress, progress_message = v.progress_message
+FROM v
+WHERE j.id = v.id AND j.attempts = v.attempt
+  AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
+RETURNING j.id;
 
 -- name: job_unclaim_many
 -- Give back claimed jobs this worker held and never started (its slots stayed busy, or it
