@@ -25,6 +25,7 @@ from pgwerk.job import (
     JobStatus,
     Repeat,
     Retry,
+    Unique,
     WorkerInfo,
 )
 from pgwerk.serializers import JSONSerializer, PickleSerializer, Serializer
@@ -54,6 +55,7 @@ __all__ = [
     "Retry",
     "SchemaError",
     "Serializer",
+    "Unique",
     "Werk",
     "WerkConfig",
     "WerkError",

@@ -44,6 +44,10 @@ def _callbacks(data: Any) -> dict[str, CallbackRef | None]:
     return {kind: _callback(stored, kind) for kind in ("success", "failure", "stopped")}
 
 
+def _states(value: Any) -> tuple[str, ...]:
+    return tuple(str(s) for s in value) if isinstance(value, (list, tuple)) else ()
+
+
 def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
     """Build a ``Job``. Nothing in the row's stored data makes this raise: a payload,
     result or option that cannot be decoded (a row written by hand or by another version)
@@ -109,4 +113,6 @@ def job_from_row(row: Mapping[str, Any], serializer: Any) -> Job:
         lost=row.get("lost") or 0,
         released=row.get("released") or 0,
         payload_error="; ".join(problems) or None,
+        unique_key=row.get("unique_key"),
+        unique_states=_states(row.get("unique_states")),
     )

@@ -28,6 +28,12 @@ INSERT_COLUMNS: dict[str, str] = {
     "failure_ttl": "float8", "failure_mode": "text", "callbacks": "text", "repeat": "text",
     "waiting": "bool", "dep_error": "text",
 }
+#: What ``job_insert_unique`` sends on top: the key a ``_unique`` job asks for (without
+#: the period's bucket), its statuses (comma-separated: arrays of arrays cannot be
+#: ``unnest``ed row by row) and its period; NULL for the other jobs of the batch.
+UNIQUE_COLUMNS: dict[str, str] = {
+    "unique_base": "text", "unique_states": "text", "unique_period": "float8",
+}
 
 #: ``ORDER BY`` of the claim per dequeue strategy (the claim's ``{order}``).
 CLAIM_ORDERS = {
@@ -78,18 +84,18 @@ def _blocks(filename: str = "queries.sql") -> dict[str, str]:
     return blocks(filename)
 
 
-def insert_source(one_row: bool) -> sql.Composed:
+def insert_source(one_row: bool, columns: dict[str, str] = INSERT_COLUMNS) -> sql.Composed:
     """The rows ``job_insert`` reads: arrays to ``unnest`` (one per column), or for a
     single job scalar parameters, much cheaper for the driver to send."""
-    names = sql.SQL(", ").join(sql.Identifier(c) for c in [*INSERT_COLUMNS, "ord"])
+    names = sql.SQL(", ").join(sql.Identifier(c) for c in [*columns, "ord"])
     if one_row:
         values = sql.SQL(", ").join(
             sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(t))
-            for c, t in INSERT_COLUMNS.items())
+            for c, t in columns.items())
         return sql.SQL("(VALUES ({}, 1::bigint)) AS s({})").format(values, names)
     arrays = sql.SQL(", ").join(
         sql.SQL("{}::{}[]").format(sql.Placeholder(c), sql.SQL(t))
-        for c, t in INSERT_COLUMNS.items())
+        for c, t in columns.items())
     return sql.SQL("unnest({}) WITH ORDINALITY AS s({})").format(arrays, names)
 
 
@@ -108,10 +114,13 @@ class Queries:
                 for strategy, order in CLAIM_ORDERS.items():
                     self._sql[f"job_claim_{strategy}"] = compose(
                         body, schema, prefix, order=sql.SQL(order))
-            elif name == "job_insert":
-                self._sql[name] = compose(body, schema, prefix, source=insert_source(False))
-                self._sql["job_insert_one"] = compose(body, schema, prefix,
-                                                      source=insert_source(True))
+            elif name in ("job_insert", "job_insert_unique"):
+                columns = INSERT_COLUMNS if name == "job_insert" else {
+                    **INSERT_COLUMNS, **UNIQUE_COLUMNS}
+                self._sql[name] = compose(body, schema, prefix,
+                                          source=insert_source(False, columns))
+                self._sql[f"{name}_one"] = compose(body, schema, prefix,
+                                                   source=insert_source(True, columns))
             else:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}
