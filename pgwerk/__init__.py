@@ -26,6 +26,7 @@ from pgwerk.job import (
     Repeat,
     Retry,
     Snooze,
+    Unique,
     WorkerInfo,
 )
 from pgwerk.serializers import JSONSerializer, PickleSerializer, Serializer
@@ -56,6 +57,7 @@ __all__ = [
     "SchemaError",
     "Serializer",
     "Snooze",
+    "Unique",
     "Werk",
     "WerkConfig",
     "WerkError",

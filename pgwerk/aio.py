@@ -44,11 +44,13 @@ from pgwerk.job import (
     JobStatus,
     Repeat,
     Retry,
+    Unique,
     WorkerInfo,
 )
 from pgwerk.options import JobSpec, build_spec, params_from_call
 
-__all__ = ["AsyncWerk", "Callback", "Dependency", "EnqueueParams", "Repeat", "Retry"]
+__all__ = ["AsyncWerk", "Callback", "Dependency", "EnqueueParams", "Repeat", "Retry",
+           "Unique"]
 
 
 def is_async_connection(conn: object) -> bool:

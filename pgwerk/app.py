@@ -121,10 +121,12 @@ class Werk:
         ``_delay``, ``_at``, ``_retry``, ``_timeout``, ``_heartbeat``, ``_key``, ``_group``,
         ``_meta``, ``_ttl``, ``_result_ttl``, ``_failure_ttl``, ``_failure_mode``,
         ``_on_success``, ``_on_failure``, ``_on_stopped``, ``_repeat``, ``_depends_on``,
-        ``_conn``); the rest is the handler's payload.
+        ``_unique``, ``_conn``); the rest is the handler's payload.
 
         Returns:
-            The stored ``Job``, or ``None`` when a job with the same ``_key`` exists.
+            The stored ``Job``; ``None`` when a job with the same ``_key`` exists; with
+            ``_unique``, the job that holds the key when a matching one exists (no row is
+            written then).
         """
         for name in kwargs:
             if name[:1] == "_":
@@ -136,7 +138,8 @@ class Werk:
 
     def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a
-        key collided."""
+        key collided, the job holding the key where a ``unique`` job matched one (also an
+        earlier one of the same list)."""
         specs = self._many_specs(params)
         return self._insert(specs, _conn) if specs else []
 

@@ -419,6 +419,8 @@ def _show_job(job: Job) -> None:
         ("enqueued", job.enqueued_at), ("scheduled", job.scheduled_at),
         ("started", job.started_at), ("completed", job.completed_at),
         ("worker", job.worker_id), ("key", job.key), ("group", job.group),
+        ("unique key", job.unique_key and
+         f"{job.unique_key} (held while {', '.join(job.unique_states)})"),
         ("timeout", job.timeout), ("meta", json.dumps(job.meta) if job.meta else None),
     ]
     if job.status is JobStatus.Complete:
@@ -537,10 +539,14 @@ def _retry_one(app_spec: str | None, dsn: str | None, schema: str | None,
         if werk.requeue_job(job_id):
             click.echo(f"job {job_id} queued again")
             return
-        status = werk.get_job(job_id).status.value
+        job = werk.get_job(job_id)
     finally:
         werk.close()
-    raise CliError(f"job {job_id} is {status}; only failed, aborted or expired jobs are retried")
+    if job.status.value in ("failed", "aborted", "expired"):  # held back by its unique key
+        raise CliError(f"job {job_id} is {job.status.value}, but another job holds its unique "
+                       "key; retrying this one would make a duplicate")
+    raise CliError(f"job {job_id} is {job.status.value}; only failed, aborted or expired jobs "
+                   "are retried")
 
 
 @cli.command()

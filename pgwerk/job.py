@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds, text
 from pgwerk._validate import fraction as _fraction
@@ -204,6 +204,113 @@ class Dependency:
         return self.job.id if isinstance(self.job, Job) else self.job
 
 
+#: The statuses a unique job always holds its key in: the ones it moves between by itself
+#: before it ends (a retry puts an active job back to queued or scheduled, a waiting one
+#: becomes queued, ...). The database keeps a key unique among the rows in their key's
+#: statuses, so a set without one of these could see a row come back into it next to a
+#: newer duplicate, and the worker's or the sweep's statement fail.
+UNIQUE_REQUIRED_STATES = ("scheduled", "queued", "waiting", "active", "aborting")
+#: The statuses a ``Unique`` may add: a job that ended this way still holds its key (until
+#: its row is purged, or its ``period`` is over).
+UNIQUE_OPTIONAL_STATES = ("complete", "failed", "aborted", "expired")
+#: The fields a ``Unique`` key can be made of (besides ``"kwargs:<name>"``).
+UNIQUE_FIELDS = ("function", "queue", "args")
+
+
+@dataclass(frozen=True)
+class Unique:
+    """Enqueue a job only if no matching job holds its key: ``_unique=Unique(...)``.
+
+    A second ``enqueue`` of a matching job returns the job that holds the key instead of
+    writing a row; the database enforces it (a unique index), also across processes.
+
+    Args:
+        by: what makes two jobs the same: any of ``"function"`` (the handler's dotted
+            path), ``"queue"``, ``"args"`` (positional and keyword arguments together),
+            and ``"kwargs:<name>"`` (one keyword argument; a job without it matches the
+            other jobs without it). Default: function, queue and arguments.
+        states: the statuses in which a job holds its key: always ``scheduled``,
+            ``queued``, ``waiting``, ``active`` and ``aborting`` (a job moves between
+            them by itself), plus any of ``complete``, ``failed``, ``aborted``,
+            ``expired`` to also turn away duplicates of a job that ended so (until its
+            row is purged, or its period is over). ``JobStatus`` members work too.
+        period: seconds (or a ``timedelta``, at least one second): uniqueness per time
+            bucket ``floor(now / period)`` on the database's clock, so a job enqueued in
+            the next bucket is a new job even while the earlier one still holds its
+            key. Default: no buckets.
+
+    Example::
+
+        app.enqueue(rebuild_index, shop_id=7, _unique=True)
+        app.enqueue(send_digest, user_id=1, _unique=Unique(
+            by=("function", "kwargs:user_id"),
+            states=(*Unique.REQUIRED_STATES, "complete"), period=86400))
+    """
+
+    by: str | Sequence[str] = UNIQUE_FIELDS
+    states: str | JobStatus | Sequence[str | JobStatus] = UNIQUE_REQUIRED_STATES
+    period: float | timedelta | None = None
+
+    REQUIRED_STATES: ClassVar[tuple[str, ...]] = UNIQUE_REQUIRED_STATES
+    OPTIONAL_STATES: ClassVar[tuple[str, ...]] = UNIQUE_OPTIONAL_STATES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by", _unique_fields(self.by))
+        object.__setattr__(self, "states", _unique_states(self.states))
+        if self.period is not None:
+            period = _duration("Unique.period", self.period)
+            if period < 1:
+                raise ValueError(f"Unique.period must be at least 1 second, got {self.period!r}")
+            object.__setattr__(self, "period", period)
+
+
+def _names(what: str, value: object, kind: str) -> list[object]:
+    """A string (one name) or a non-empty list or tuple of them, as a list."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)) and value:
+        return list(value)
+    raise TypeError(f"{what} must be a {kind} or a non-empty tuple of them, got {value!r}")
+
+
+def _unique_fields(value: object) -> tuple[str, ...]:
+    allowed = f"{', '.join(map(repr, UNIQUE_FIELDS))} or 'kwargs:<name>'"
+    found: list[str] = []
+    for name in _names("Unique.by", value, "field name"):
+        if not isinstance(name, str):
+            raise TypeError(f"Unique.by takes field names ({allowed}), got {name!r}")
+        argument = name.removeprefix("kwargs:")
+        if name not in UNIQUE_FIELDS and (
+                argument == name or not argument or argument.startswith("_")):
+            raise ValueError(f"Unique.by: {name!r} is not a field; use {allowed} (the name "
+                             "of a keyword argument of the handler)")
+        if name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def _unique_states(value: object) -> tuple[str, ...]:
+    allowed = (*UNIQUE_REQUIRED_STATES, *UNIQUE_OPTIONAL_STATES)
+    given: set[str] = set()
+    for state in _names("Unique.states", value, "job status"):
+        name = state.value if isinstance(state, JobStatus) else state
+        if not isinstance(name, str):
+            raise TypeError(f"Unique.states takes job statuses ({', '.join(allowed)}), "
+                            f"got {state!r}")
+        if name not in allowed:
+            raise ValueError(f"Unique.states: {state!r} is not one of {', '.join(allowed)}")
+        given.add(name)
+    missing = [s for s in UNIQUE_REQUIRED_STATES if s not in given]
+    if missing:
+        raise ValueError(
+            f"Unique.states must include {', '.join(UNIQUE_REQUIRED_STATES)} (a job moves "
+            f"between them by itself, so the database could not keep it unique without "
+            f"them); missing: {', '.join(missing)}. Add any of "
+            f"{', '.join(UNIQUE_OPTIONAL_STATES)} to them, e.g. "
+            "states=(*Unique.REQUIRED_STATES, 'complete')")
+    return tuple(s for s in allowed if s in given)
+
+
 # Union, not |: "Job" is a forward reference and these aliases are evaluated at import.
 DependsOn = Union["Job", int, str, Dependency,  # noqa: UP007
                   Sequence[Union["Job", int, str, Dependency]]]  # noqa: UP007
@@ -236,6 +343,7 @@ class EnqueueParams:
     on_stopped: CallbackSpec | None = None
     repeat: Repeat | None = None
     depends_on: DependsOn | None = None
+    unique: bool | Unique | None = None
 
 
 @dataclass(frozen=True)
@@ -288,6 +396,8 @@ class Job:
     progress: float | None = None
     progress_message: str | None = None
     payload_error: str | None = None
+    unique_key: str | None = None
+    unique_states: tuple[str, ...] = ()
 
     @property
     def is_terminal(self) -> bool:

@@ -5,6 +5,7 @@ Pure: no I/O. Shared by ``Werk`` and ``AsyncWerk`` so both accept exactly the sa
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -14,12 +15,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from pgwerk._validate import INT32_MAX, integer, is_int, job_id_or_none, storable, text
 from pgwerk._validate import seconds as seconds  # the duration check; here for old imports
 from pgwerk.config import WerkConfig
-from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry
+from pgwerk.job import Callback, Dependency, EnqueueParams, Job, Repeat, Retry, Unique
 
 OPTION_NAMES = tuple(
     f"_{f.name}" for f in fields(EnqueueParams) if f.name not in ("func", "args", "kwargs")
@@ -29,14 +30,26 @@ _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 FAILURE_MODES = ("hold", "delete")
 
 
+@dataclass(frozen=True)
+class UniqueKey:
+    """What a unique job (``_unique``) asks of the database: the key made from its fields
+    (the database appends the period's bucket, on its own clock), the statuses in which a
+    job holds it, and the period in seconds."""
+
+    key: str
+    states: tuple[str, ...]
+    period: float | None = None
+
+
 @dataclass
 class JobSpec:
-    """A validated job ready to insert: the row and the dependencies to link; ``payload``
-    is the ``(args, kwargs)`` the row's payload encodes (the stored job is built from them
-    instead of decoding the payload again)."""
+    """A validated job ready to insert: the row, the dependencies to link, the unique key
+    it asks for, and ``payload``: the ``(args, kwargs)`` the row's payload encodes (the
+    stored job is built from them instead of decoding the payload again)."""
 
     row: dict[str, Any]
     depends_on: list[Dependency] = field(default_factory=list)
+    unique: UniqueKey | None = None
     payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
 
@@ -187,6 +200,46 @@ def _dependencies(value: Any) -> list[Dependency]:
     return deps
 
 
+def unique_key(value: Any, function: str, queue: str | None, args: Sequence[Any],
+               kwargs: Mapping[str, Any]) -> UniqueKey | None:
+    """The key of ``_unique``: a SHA-256 of the canonical JSON (sorted keys, compact) of
+    the chosen fields, the statuses and the period. ``None`` when the job is not unique.
+
+    Raises:
+        TypeError: ``value`` is neither True, False, None nor a ``Unique``; or the chosen
+            arguments are not JSON values.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = Unique()
+    elif not isinstance(value, Unique):
+        raise TypeError(f"_unique must be True, False, None or a Unique(by=..., states=..., "
+                        f"period=...), got {value!r}")
+    chosen: dict[str, Any] = {}
+    for name in value.by:
+        if name == "function":
+            chosen[name] = function
+        elif name == "queue":
+            chosen[name] = queue
+        elif name == "args":
+            chosen[name] = {"args": list(args), "kwargs": dict(kwargs)}
+        elif name[len("kwargs:"):] in kwargs:  # absent: matches the jobs without it
+            chosen[name] = kwargs[name[len("kwargs:"):]]
+    try:
+        text = json.dumps({"by": chosen, "states": value.states, "period": value.period},
+                          sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            f"_unique by {', '.join(value.by)}: the arguments of {function} must be JSON "
+            f"values (str, int, float, bool, None, list, dict with str keys) to make a "
+            f"unique key: {exc}. Choose fields that are, e.g. by=('function', "
+            "'kwargs:<name>').") from exc
+    return UniqueKey(key=hashlib.sha256(text.encode()).hexdigest(),
+                     states=cast("tuple[str, ...]", value.states),  # as Unique made them
+                     period=cast("float | None", value.period))
+
+
 def encode_payload(serializer: Any, function: str, args: Sequence[Any],
                    kwargs: Mapping[str, Any]) -> str:
     try:
@@ -251,6 +304,11 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         raise TypeError(f"args must be a list or tuple, got {type(params.args).__name__}")
     result_ttl = seconds("_result_ttl", params.result_ttl)
     failure_ttl = seconds("_failure_ttl", params.failure_ttl)
+    unique = unique_key(params.unique, function, queue, params.args, params.kwargs)
+    if unique is not None and params.key is not None:
+        raise ValueError(
+            "_key and _unique cannot be used together: a _key that is taken makes enqueue "
+            "return None, a _unique match returns the job that holds it; pick one")
     row = {
         "function": function,
         "queue": queue,
@@ -279,7 +337,7 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         "waiting": False,
         "dep_error": None,
     }
-    return JobSpec(row=row, depends_on=_dependencies(params.depends_on),
+    return JobSpec(row=row, depends_on=_dependencies(params.depends_on), unique=unique,
                    payload=(tuple(params.args), dict(params.kwargs)))
 
 

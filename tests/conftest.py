@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -106,3 +107,21 @@ def make_app(pg_dsn: str, request: pytest.FixtureRequest) -> Iterator[MakeApp]:
 def app(make_app: MakeApp) -> Werk:
     """A connected app whose tables live in a schema of this test only."""
     return make_app().connect()
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """Every statement the test's thread sends through a psycopg cursor, counted on the
+    client side (the database is real; only the count is taken here). The pool's own
+    threads (which set up new connections) are not the caller's statements."""
+    sent: list[bytes] = []
+    execute = psycopg.Cursor.execute
+    caller = threading.get_ident()
+
+    def counting(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == caller:
+            sent.append(query if isinstance(query, bytes) else str(query).encode())
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
+    yield sent

@@ -162,3 +162,18 @@ def connect_in_child(dsn: str, schema: str, barrier: Any) -> None:
         assert app.enqueue("tests.jobs.noop") is not None
     finally:
         app.close()
+
+
+def enqueue_unique_in_child(dsn: str, schema: str, barrier: Any, results: Any,
+                            rounds: int) -> None:
+    """Target of a spawned process: connect, then per round wait for the others and enqueue
+    the round's unique job at once with them; put ``(round, job id)`` on ``results``."""
+    app = Werk(dsn, schema=schema, max_pool_size=1)
+    try:
+        app.connect()
+        for round_ in range(rounds):
+            barrier.wait(timeout=60)
+            job = app.enqueue("tests.jobs.add", round_, 0, _unique=True)
+            results.put((round_, job.id if job is not None else None))
+    finally:
+        app.close()

@@ -304,8 +304,12 @@ def _status(dash: Dashboard, job_id: int) -> str:
 def _retry(dash: Dashboard, job_id: int, before: str) -> tuple[str, str]:
     if dash.app.requeue_job(job_id):
         return "ok", f"job {job_id} queued again"
-    return "warn", (f"job {job_id} is {_status(dash, job_id)}; only failed, aborted or "
-                    "expired jobs are retried")
+    status = _status(dash, job_id)
+    if status in REQUEUABLE:  # then only a unique key held by another job stops it
+        return "warn", (f"job {job_id} is {status}, but another job holds its unique key; "
+                        "retrying this one would make a duplicate")
+    return "warn", (f"job {job_id} is {status}; only failed, aborted or expired jobs are "
+                    "retried")
 
 
 def _cancel(dash: Dashboard, job_id: int, before: str) -> tuple[str, str]:

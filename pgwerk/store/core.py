@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgwerk.config import WerkConfig
+from pgwerk.exceptions import WerkError
 from pgwerk.job import TERMINAL_STATUSES, Execution, Job, WorkerInfo
 from pgwerk.store import migrate
 from pgwerk.store.connections import CallerConnection, Database, Row, rows_of
@@ -38,6 +39,9 @@ Statement = tuple[bytes, Mapping[str, Any]]
 #: The statements of one enqueue: yields statements, is sent their rows, returns the jobs.
 InsertSteps = Generator[Statement, list[Row], list["Job | None"]]
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
+#: How many times a unique enqueue tries again when the holder of its key ends between
+#: its insert and its second look (each time needs another process to take and free it).
+_UNIQUE_ROUNDS = 5
 
 
 class Store:
@@ -127,9 +131,14 @@ class Store:
             if not self.db.is_open:  # creates or checks the tables, as any first use does
                 self.open()
             return self._drive(self.insert_steps(specs), caller.fetch)
-        if not any(spec.depends_on for spec in specs):
+        if not any(spec.depends_on or spec.unique for spec in specs):
             query, params = self._insert_statement(specs)
             return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params))
+        if not any(spec.depends_on for spec in specs):
+            # Unique jobs, each statement in its own transaction: a second look for a key's
+            # holder then sees what other transactions committed meanwhile.
+            return self.db.run("enqueue", lambda db_conn: self._drive(
+                self.insert_steps(specs), _fetcher(db_conn)))
 
         def in_transaction(db_conn: psycopg.Connection[Row]) -> list[Job | None]:
             with db_conn.transaction():
@@ -189,20 +198,61 @@ class Store:
                         "pgwerk.exceptions.DependencyFailed: dependency " + ", ".join(
                             f"{d.job_id} ({found[d.job_id]})" for d in broken) + " did not complete"
                     )
-        rows = yield self._insert_statement(specs)
-        if len(specs) == 1 and not rows:
-            rows = [{"id": None}]
+        if any(spec.unique for spec in specs):
+            jobs, written = yield from self._unique_steps(specs)
+        else:
+            jobs = self._inserted_jobs(specs, (yield self._insert_statement(specs)))
+            written = [job is not None for job in jobs]
         if upstream:
-            links = [(row["id"], d.job_id, d.allow_failure)
-                     for row, spec in zip(rows, specs, strict=True) if row["id"] is not None
-                     for d in spec.depends_on]
+            links = [(job.id, d.job_id, d.allow_failure)
+                     for job, new, spec in zip(jobs, written, specs, strict=True)
+                     if job is not None and new for d in spec.depends_on]
             if links:
                 job_ids, up, allow = zip(*links, strict=True)
                 yield (self.queries["job_deps_link"],
                        {"job_ids": list(job_ids), "upstream": list(up), "allow": list(allow)})
-        return self._inserted_jobs(specs, rows)
+        return jobs
 
-    def _insert_statement(self, specs: list[Any]) -> Statement:
+    def _unique_steps(self, specs: list[Any]) -> Generator[
+            Statement, list[Row], tuple[list[Job | None], list[bool]]]:
+        """``job_insert_unique`` for a batch with unique jobs: each job written, or the job
+        that holds its key; and which ones were written."""
+        jobs: list[Job | None] = [None] * len(specs)
+        written = [False] * len(specs)
+        pending = list(range(len(specs)))
+        for _ in range(_UNIQUE_ROUNDS):
+            rows = yield self._insert_statement([specs[i] for i in pending], unique=True)
+            unseen: dict[str, list[int]] = {}
+            for i, row in zip(pending, rows, strict=True):
+                if row["id"] is not None:
+                    jobs[i], written[i] = self.job(row), not row["existing"]
+                elif row["wanted_key"] is not None:
+                    unseen.setdefault(row["wanted_key"], []).append(i)
+            if not unseen:
+                return jobs, written
+            # A holder committed by another transaction while the insert ran is invisible
+            # to that statement; the next one sees it, unless it ended meanwhile (then
+            # the key is free again: insert those jobs once more).
+            holders = {row["unique_key"]: row for row in (
+                yield self.queries["job_unique_holders"], {"keys": sorted(unseen)})}
+            pending = []
+            for key, indexes in unseen.items():
+                for i in indexes:
+                    if key in holders:
+                        jobs[i] = self.job(holders[key])
+                    else:
+                        pending.append(i)
+            if not pending:
+                return jobs, written
+        raise WerkError(f"enqueue: the unique key of {specs[pending[0]].row['function']} was "
+                        f"taken and freed again {_UNIQUE_ROUNDS} times while enqueueing it; "
+                        "try again")
+
+    def _insert_statement(self, specs: list[Any], unique: bool = False) -> Statement:
+        if unique:
+            rows = _dumps([[*(spec.row[c] for c in INSERT_COLUMNS),
+                            *_unique_columns(spec.unique).values()] for spec in specs])
+            return self.queries["job_insert_unique"], {"rows": rows, "channel": self.channel}
         if len(specs) == 1:
             return self.queries["job_insert_one"], {**specs[0].row, "channel": self.channel}
         rows = _dumps([[spec.row[c] for c in INSERT_COLUMNS] for spec in specs])
@@ -295,7 +345,13 @@ class Store:
         return bool(self.fetch("job_abort", {"id": job_id, "channel": self.channel}))
 
     def requeue(self, ids: list[int]) -> int:
-        return len(self.fetch("job_requeue", {"ids": ids, "channel": self.channel}))
+        params = {"ids": ids, "channel": self.channel}
+        try:
+            return len(self.fetch("job_requeue", params))
+        except psycopg.errors.UniqueViolation:
+            # A job taking the unique key of one of them was committed while the statement
+            # ran; looking again, the statement sees it and leaves that job ended.
+            return len(self.fetch("job_requeue", params))
 
     def touch(self, job_id: int) -> bool:
         return bool(self.fetch("job_touch", {"id": job_id}))
@@ -508,6 +564,15 @@ class Store:
 #: JSON for the batch insert's one parameter; ``_at`` is the only value JSON lacks a type for.
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"),
                           default=datetime.isoformat).encode
+
+
+def _unique_columns(unique: Any) -> dict[str, Any]:
+    """The ``UNIQUE_COLUMNS`` of one job (``options.UniqueKey``, or None for the jobs of a
+    batch that are not unique)."""
+    if unique is None:
+        return {"unique_base": None, "unique_states": None, "unique_period": None}
+    return {"unique_base": unique.key, "unique_states": ",".join(unique.states),
+            "unique_period": unique.period}
 
 
 def _fetcher(conn: psycopg.Connection[Any]) -> Any:

@@ -45,6 +45,10 @@ def _callbacks(data: Any) -> dict[str, CallbackRef | None]:
     return {kind: _callback(stored, kind) for kind in ("success", "failure", "stopped")}
 
 
+def _states(value: Any) -> tuple[str, ...]:
+    return tuple(str(s) for s in value) if isinstance(value, (list, tuple)) else ()
+
+
 _STATUSES = {status.value: status for status in JobStatus}
 #: Every field of ``Job`` that has a plain default, with it.
 _DEFAULTS = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
@@ -140,4 +144,6 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
         progress=row.get("progress"),
         progress_message=row.get("progress_message"),
         payload_error="; ".join(problems) or None,
+        unique_key=row.get("unique_key"),
+        unique_states=_states(row.get("unique_states")),
     )

@@ -28,6 +28,12 @@ INSERT_COLUMNS: dict[str, str] = {
     "failure_ttl": "float8", "failure_mode": "text", "callbacks": "text", "repeat": "text",
     "waiting": "bool", "dep_error": "text",
 }
+#: What ``job_insert_unique`` sends on top: the key a ``_unique`` job asks for (without
+#: the period's bucket), its statuses (comma-separated: arrays of arrays cannot be
+#: ``unnest``ed row by row) and its period; NULL for the other jobs of the batch.
+UNIQUE_COLUMNS: dict[str, str] = {
+    "unique_base": "text", "unique_states": "text", "unique_period": "float8",
+}
 
 #: ``ORDER BY`` of the claim per dequeue strategy (the claim's ``{order}``).
 CLAIM_ORDERS = {
@@ -78,13 +84,13 @@ def _blocks(filename: str = "queries.sql") -> dict[str, str]:
     return blocks(filename)
 
 
-def insert_source() -> sql.Composed:
+def insert_source(columns: dict[str, str] = INSERT_COLUMNS) -> sql.Composed:
     """The rows ``job_insert`` reads: one JSON array parameter (``%(rows)s``) of one array
-    per job, its values in the order of ``INSERT_COLUMNS``. One text parameter is far
-    cheaper for the client to send than an array per column."""
+    per job, its values in the order of ``columns``. One text parameter is far cheaper for
+    the client to send than an array per column."""
     values = sql.SQL(", ").join(
         sql.SQL("(e.v->>{})::{} AS {}").format(sql.Literal(i), sql.SQL(t), sql.Identifier(c))
-        for i, (c, t) in enumerate(INSERT_COLUMNS.items()))
+        for i, (c, t) in enumerate(columns.items()))
     return sql.SQL("(SELECT {}, e.ord FROM jsonb_array_elements(%(rows)s::jsonb) "
                    "WITH ORDINALITY AS e(v, ord)) AS s").format(values)
 
@@ -106,6 +112,9 @@ class Queries:
                         body, schema, prefix, order=sql.SQL(order))
             elif name == "job_insert":
                 self._sql[name] = compose(body, schema, prefix, source=insert_source())
+            elif name == "job_insert_unique":
+                self._sql[name] = compose(body, schema, prefix, source=insert_source(
+                    {**INSERT_COLUMNS, **UNIQUE_COLUMNS}))
             else:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}

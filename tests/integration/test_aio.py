@@ -57,7 +57,7 @@ def test_signature__same_constructor_and_properties() -> None:
 
 
 def test_reexports_the_option_objects() -> None:
-    for name in ("Retry", "Repeat", "Dependency", "Callback", "EnqueueParams"):
+    for name in ("Retry", "Repeat", "Dependency", "Callback", "EnqueueParams", "Unique"):
         assert getattr(aio, name) is getattr(pgwerk, name)
 
 

@@ -3,35 +3,14 @@ key collision."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
 from pgwerk import Dependency, EnqueueParams, JobStatus, Retry, Werk
 from tests import jobs
 from tests.helpers import ChannelSpy, count_rows, job_ids, query
-
-
-@pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
-    """Every statement the test's thread sends through a psycopg cursor, counted on the
-    client side (the database is real; only the count is taken here). The pool's own
-    threads (which set up new connections) are not the caller's statements."""
-    sent: list[bytes] = []
-    execute = psycopg.Cursor.execute
-    caller = threading.get_ident()
-
-    def counting(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        if threading.get_ident() == caller:
-            sent.append(query if isinstance(query, bytes) else str(query).encode())
-        return execute(self, query, *args, **kwargs)
-
-    monkeypatch.setattr(psycopg.Cursor, "execute", counting)
-    yield sent
 
 
 def inserted_by_one_statement(app: Werk, ids: list[int]) -> bool:

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgwerk import Callback, Dependency, Repeat, Retry, Werk, WerkConfig, Worker
+from pgwerk import Callback, Dependency, JobStatus, Repeat, Retry, Unique, Werk, WerkConfig, Worker
 from pgwerk.job import TERMINAL_STATUSES
 from pgwerk.metrics import WorkerMetrics
 from tests import jobs
@@ -72,6 +72,9 @@ DEPENDENCY = st.one_of(
     st.sampled_from([1, 2, 999_999, 0, -1]),
     builds(Dependency, job=st.sampled_from([1, 2, 999_999]), allow_failure=ANY),
 )
+UNIQUE_FIELD = st.sampled_from(["function", "queue", "args", "kwargs:x", "kwargs:", "kwargs:_x",
+                                "payload", "Function"])
+UNIQUE_STATE = st.sampled_from([*(s.value for s in JobStatus), JobStatus.Queued, "Queued"])
 OPTION_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "_queue": st.one_of(ANY, st.text(min_size=1, max_size=300)),
     "_priority": st.one_of(ANY, st.integers(-(2**31), 2**31)),
@@ -96,6 +99,11 @@ OPTION_VALUES: dict[str, st.SearchStrategy[Any]] = {
         Repeat, times=st.one_of(ANY, st.integers(1, 2)), interval=DURATION,
         intervals=st.one_of(DURATION, st.lists(DURATION, max_size=3)))),
     "_depends_on": st.one_of(ANY, DEPENDENCY, st.lists(DEPENDENCY, max_size=3)),
+    "_unique": st.one_of(ANY, st.booleans(), builds(
+        Unique,
+        by=st.one_of(ANY, UNIQUE_FIELD, st.lists(st.one_of(ANY, UNIQUE_FIELD), max_size=3)),
+        states=st.one_of(ANY, UNIQUE_STATE, st.lists(UNIQUE_STATE, max_size=9)),
+        period=DURATION)),
     "_conn": ANY,
     "payload": ANY,  # not an option: the handler's argument
 }
@@ -157,6 +165,10 @@ def enqueue_value(app: Werk, option: str, value: Any) -> int | None:
     if job is None:  # a _key that is taken: nothing written, as documented
         assert option == "_key" and after == before, f"{option}={value!r} returned None"
         return None
+    if option == "_unique" and after == before:  # a match: the job that holds the key
+        held = app.get_job(job.id)
+        assert held.unique_key == job.unique_key is not None, f"{option}={value!r}"
+        return job.id
     assert after[0] == before[0] + 1, f"{option}={value!r} wrote {after} (from {before})"
     return job.id
 
@@ -206,6 +218,11 @@ OPTION_EDGES: dict[str, list[Any]] = {
               {"a": datetime(2030, 1, 1)}, {"a": "\x00"}],
     "_depends_on": [call(Dependency, job=1, allow_failure=a) for a in (0, 1, None, "x", [])]
     + [2**63, [1, 1], [1, 2], [call(Dependency, job=1), 2], "1", "x"],
+    "_unique": [call(Unique, period=p) for p in (*HUGE, 0, 0.5, 1, 5e-324, timedelta.max)]
+    + [call(Unique, by=b) for b in ("args", "kwargs:x", ("function", "queue"), "", [], "kwargs:")]
+    + [call(Unique, states=s) for s in (
+        Unique.REQUIRED_STATES, (*Unique.REQUIRED_STATES, *Unique.OPTIONAL_STATES),
+        ("queued", "scheduled", "active"), [*(s.value for s in JobStatus)], "queued")],
 }
 
 

@@ -115,7 +115,7 @@ def test_function_path__non_callable_is_rejected() -> None:
 DOCUMENTED_OPTIONS = (
     "_queue", "_priority", "_delay", "_at", "_retry", "_timeout", "_heartbeat", "_key",
     "_group", "_meta", "_ttl", "_result_ttl", "_failure_ttl", "_failure_mode", "_on_success",
-    "_on_failure", "_on_stopped", "_repeat", "_depends_on", "_conn",
+    "_on_failure", "_on_stopped", "_repeat", "_depends_on", "_unique", "_conn",
 )
 
 

@@ -84,6 +84,77 @@ wake AS (
 )
 SELECT ins.* FROM ins CROSS JOIN (SELECT count(*) FROM wake) AS w;
 
+-- name: job_insert_unique
+-- job_insert for a batch with unique jobs (_unique); the other jobs of the batch come
+-- through as job_insert would write them. A unique job's key is the key it asks for plus,
+-- with a period, the bucket of now() on the database's clock; the partial unique index
+-- holds each key once among the rows in their key's statuses. One row per input, in input
+-- order: the whole job row with `existing` false for a job written, true for the job that
+-- holds the key (an earlier one of this batch, or one already there); NULLs where a _key
+-- was taken, or where a key's holder was committed by another transaction after this
+-- statement began, so it cannot see it (`wanted_key` says which key to look up again).
+WITH src AS (
+    SELECT nextval({jobs_id_seq_regclass}) AS id, s.*,
+        CASE WHEN s.unique_period IS NULL THEN s.unique_base
+             ELSE s.unique_base || '@'
+                 || floor(extract(epoch FROM now())::float8 / s.unique_period)::bigint
+        END AS wanted_key
+    FROM {source}
+),
+ins AS (
+    INSERT INTO {jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
+        retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
+        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at,
+        unique_key, unique_states)
+    SELECT id, function, queue,
+        CASE WHEN dep_error IS NOT NULL THEN 'failed'
+             WHEN waiting THEN 'waiting'
+             WHEN coalesce(at, now() + make_interval(secs => coalesce(delay, 0))) > now()
+                 THEN 'scheduled'
+             ELSE 'queued' END,
+        priority, payload, max_attempts, retry_intervals::jsonb,
+        coalesce(at, now() + make_interval(secs => coalesce(delay, 0))),
+        now() + make_interval(secs => ttl),
+        key, group_key, meta::jsonb, timeout, heartbeat, result_ttl, failure_ttl, failure_mode,
+        callbacks::jsonb, repeat::jsonb, dep_error,
+        CASE WHEN dep_error IS NOT NULL THEN now() END,
+        CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END,
+        wanted_key, string_to_array(unique_states, ',')
+    FROM src ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING j.*
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE status = 'queued') AS q
+),
+-- The inputs not written that ask for a key: its holder is the first job of this batch
+-- with it, else the one already there (joins, not a lookup per input: batches are large).
+unwritten AS (
+    SELECT src.ord, src.wanted_key FROM src
+    WHERE src.wanted_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = src.id)
+),
+answer AS (
+    SELECT src.ord, false AS existing, ins.* FROM src JOIN ins ON ins.id = src.id
+    UNION ALL
+    SELECT u.ord, true, mine.* FROM unwritten u
+    JOIN (SELECT DISTINCT ON (unique_key) * FROM ins WHERE unique_key IS NOT NULL
+          ORDER BY unique_key, id) AS mine ON mine.unique_key = u.wanted_key
+    UNION ALL
+    SELECT u.ord, true, k.* FROM unwritten u
+    JOIN {jobs} k ON k.unique_key = u.wanted_key
+    WHERE k.unique_key IS NOT NULL AND k.status = ANY(k.unique_states)
+      AND NOT EXISTS (SELECT 1 FROM ins WHERE ins.unique_key = u.wanted_key)
+)
+SELECT src.wanted_key, answer.* FROM src
+LEFT JOIN answer ON answer.ord = src.ord
+CROSS JOIN (SELECT count(*) FROM wake) AS w
+ORDER BY src.ord;
+
+-- name: job_unique_holders
+-- The jobs holding the given unique keys (in one of their key's statuses).
+SELECT * FROM {jobs} WHERE unique_key = ANY(%(keys)s::text[]) AND status = ANY(unique_states);
+
 -- name: job_deps_lock
 -- The upstream jobs of a new dependent, locked so none ends before the dependent is linked.
 SELECT id, status FROM {jobs} WHERE id = ANY(%(ids)s::bigint[]) FOR SHARE;
@@ -144,10 +215,21 @@ SELECT id, pg_notify(%(channel)s, 'a:' || id) FROM asked;
 
 -- name: job_requeue
 -- Run ended jobs again: their last attempt goes to the history, and they get one more.
-WITH old AS (
-    SELECT id, attempts, worker_id, started_at, completed_at, status, error FROM {jobs}
+-- A unique job comes back only while no other job holds its key (it would be a duplicate
+-- of that one), and of several with one key only the newest.
+WITH locked AS (
+    SELECT id, attempts, worker_id, started_at, completed_at, status, error, unique_key
+    FROM {jobs}
     WHERE id = ANY(%(ids)s::bigint[]) AND status IN ('failed', 'aborted', 'expired')
     FOR UPDATE
+),
+old AS (
+    SELECT DISTINCT ON (l.unique_key, CASE WHEN l.unique_key IS NULL THEN l.id END) l.*
+    FROM locked l
+    WHERE l.unique_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM {jobs} h
+        WHERE h.unique_key = l.unique_key AND h.status = ANY(h.unique_states) AND h.id <> l.id)
+    ORDER BY l.unique_key, CASE WHEN l.unique_key IS NULL THEN l.id END, l.id DESC
 ),
 history AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, started_at, finished_at, outcome, error)
