@@ -317,11 +317,11 @@ def last_line(text: str | None) -> str | None:
 MAX_JOB_ID = 2**63 - 1
 
 
-def parse_job_id(text: str) -> int:
-    """A job id from the command line: ASCII decimal digits only (``str.isdigit`` also
-    accepts '²' and other digits ``int`` cannot read)."""
+def parse_job_id(text: str, what: str = "a job id") -> int:
+    """A job (or batch) id from the command line: ASCII decimal digits only
+    (``str.isdigit`` also accepts '²' and other digits ``int`` cannot read)."""
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_JOB_ID:
-        raise click.UsageError(f"ID must be a job id (a positive integer of ASCII digits), "
+        raise click.UsageError(f"ID must be {what} (a positive integer of ASCII digits), "
                                f"got {text!r}")
     return int(text)
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import psycopg
 import tenacity
 
 from pgwerk._execute import Settlement
@@ -38,6 +39,13 @@ Outcomes = list[tuple[Job, Settlement]]
 T = TypeVar("T")
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _conflict(exc: BaseException | None) -> bool:
+    """A transaction that PostgreSQL rolled back to break a deadlock (two transactions
+    ending members of the same batches, see ``batch_lock``) or a serialization failure:
+    it succeeds when run again."""
+    return isinstance(exc, psycopg.errors.TransactionRollback)
 
 
 class CompletionWriter:
@@ -160,10 +168,13 @@ class CompletionWriter:
     def _retrying(self, what: str) -> tenacity.Retrying:
         return tenacity.Retrying(
             wait=tenacity.wait_exponential(multiplier=0.1, max=5.0),
-            retry=tenacity.retry_if_exception_type(UNREACHABLE),
+            retry=(tenacity.retry_if_exception_type(UNREACHABLE)
+                   | tenacity.retry_if_exception(_conflict)),
             stop=tenacity.stop_after_delay(self.GIVE_UP),
             before_sleep=lambda s: logger.warning(
-                "cannot record %s: database unreachable; retrying", what),
+                "cannot record %s: %s; retrying", what,
+                "deadlock or serialization failure" if s.outcome is not None
+                and _conflict(s.outcome.exception()) else "database unreachable"),
             reraise=True,
         )
 
@@ -267,5 +278,7 @@ class CompletionWriter:
                 spec = repeat_spec(job, self.store.serializer)
                 if spec is not None:
                     next_runs[job.id] = spec
-        return self.store.record_outcomes(self.worker.id, outcomes, next_runs,
-                                          _dumps(progress) if progress else None)
+        batches = {job.batch_id for job, _ in batch if job.batch_id is not None}
+        return self.store.record_outcomes(
+            self.worker.id, outcomes, next_runs,
+            progress=_dumps(progress) if progress else None, batches=sorted(batches))

@@ -25,7 +25,7 @@ from pgwerk.store.diagnostics import cron_leader_pid as _leader_pid
 from pgwerk.store.statements import migrations, quote_ident
 
 OK, WARN, FAIL = "ok", "warn", "fail"
-TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron")
+TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron", "batches")
 
 #: A queue whose oldest runnable job waited longer than this is reported.
 QUEUED_WARN_SECS = 300.0

@@ -45,11 +45,14 @@ def run_sweep(store: Store, now: datetime | None = None) -> dict[str, int]:
                     "expired": store.expire(conn, now),
                     "resolved": store.resolve_waiting(conn),
                     "pruned": store.prune(PRUNE_BATCH, conn, now),
+                    "batches_pruned": prune_batches(store, conn, now),
                     "workers_forgotten": store.forget_workers(FORGET_WORKERS_AFTER, conn, now),
                 }
-        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
-            # Rows locked by someone else for long, or a statement too slow: the pass is
-            # rolled back whole and the next one tries again.
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled,
+                psycopg.errors.TransactionRollback) as exc:
+            # Rows locked by someone else for long, a statement too slow, or a deadlock
+            # (a batch row locked by a worker ending members of the same batches): the
+            # pass is rolled back whole and the next one tries again.
             logger.warning("sweep gave up (%s); the next pass tries again",
                            str(exc).strip().splitlines()[0])
             return {}
@@ -58,6 +61,17 @@ def run_sweep(store: Store, now: datetime | None = None) -> dict[str, int]:
         return counts
 
     return store.db.run("sweep", go)
+
+
+def prune_batches(store: Store, conn: psycopg.Connection[dict[str, object]],
+                  now: datetime | None = None) -> int:
+    """Delete batches that finished longer ago than the longer of the app's ``result_ttl``
+    and ``failure_ttl``: as long as their members are kept, by default. Kept forever when
+    either is ``None``."""
+    ttls = (store.config.result_ttl, store.config.failure_ttl)
+    if None in ttls:
+        return 0
+    return store.prune_batches(max(t for t in ttls if t is not None), PRUNE_BATCH, conn, now)
 
 
 def vacuum_jobs(store: Store, conn: psycopg.Connection[dict[str, object]]) -> int:

@@ -12,7 +12,11 @@ Differences from ``Werk``:
   as a blocking enqueue, driven natively), so it appears only when the caller commits;
 - a blocking call runs in the default executor's threads: a cancelled ``await`` does not
   stop it (``wait_for``/``apply`` go on waiting until their ``timeout``), and as many calls
-  run at once as that executor has threads.
+  run at once as that executor has threads;
+- ``batch`` is not a coroutine: it returns an ``AsyncBatchBuilder``, used with
+  ``async with app.batch(...) as batch:`` and ``await batch.enqueue(...)``; the batch is
+  written when the block ends (natively on a psycopg ``AsyncConnection`` given as
+  ``_conn``).
 
 Example::
 
@@ -34,8 +38,10 @@ import psycopg
 
 from pgwerk._allowlist import check_enqueue
 from pgwerk.app import Werk
+from pgwerk.batches import BatchBuilder, BatchCallback
 from pgwerk.config import WerkConfig
 from pgwerk.job import (
+    Batch,
     Callback,
     Dependency,
     EnqueueParams,
@@ -49,8 +55,8 @@ from pgwerk.job import (
 )
 from pgwerk.options import JobSpec, build_spec, params_from_call
 
-__all__ = ["AsyncWerk", "Callback", "Dependency", "EnqueueParams", "Repeat", "Retry",
-           "Unique"]
+__all__ = ["AsyncBatchBuilder", "AsyncWerk", "Callback", "Dependency", "EnqueueParams",
+           "Repeat", "Retry", "Unique"]
 
 
 def is_async_connection(conn: object) -> bool:
@@ -130,9 +136,13 @@ class AsyncWerk:
             return (await self._insert([build_spec(params, self.sync.config)], conn))[0]
         return await asyncio.to_thread(self.sync.enqueue, func, *args, **kwargs)
 
-    async def enqueue_many(self, params: Sequence[EnqueueParams],
-                           _conn: Any = None) -> list[Job | None]:
+    async def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None,
+                           batch: AsyncBatchBuilder | None = None) -> list[Job | None]:
         """See ``Werk.enqueue_many``. ``_conn`` may be a psycopg ``AsyncConnection``."""
+        if batch is not None:
+            if not isinstance(batch, AsyncBatchBuilder):
+                raise TypeError(f"batch must be what app.batch(...) returned, got {batch!r}")
+            return self.sync.enqueue_many(params, _conn, batch.builder)  # no I/O
         if is_async_connection(_conn):
             specs = self.sync._many_specs(params)
             return await self._insert(specs, _conn) if specs else []
@@ -147,6 +157,26 @@ class AsyncWerk:
                 await self.connect()  # creates or checks the tables, as any first use does
             return await self.sync._store.insert_async(conn, specs)
         return await asyncio.to_thread(self.sync._insert, specs, conn)
+
+    def batch(self, *, on_complete: BatchCallback | None = None,
+              on_success: BatchCallback | None = None,
+              on_failure: BatchCallback | None = None, description: str | None = None,
+              _conn: Any = None) -> AsyncBatchBuilder:
+        """See ``Werk.batch``; use it with ``async with``. ``_conn`` may be a psycopg
+        ``AsyncConnection``."""
+        native = is_async_connection(_conn)
+        builder = self.sync.batch(on_complete=on_complete, on_success=on_success,
+                                  on_failure=on_failure, description=description,
+                                  _conn=None if native else _conn)
+        return AsyncBatchBuilder(self, builder, _conn if native else None)
+
+    async def get_batch(self, batch_id: int | str) -> Batch:
+        """See ``Werk.get_batch``."""
+        return await asyncio.to_thread(self.sync.get_batch, batch_id)
+
+    async def list_batches(self, limit: int = 50, offset: int = 0) -> list[Batch]:
+        """See ``Werk.list_batches``."""
+        return await asyncio.to_thread(self.sync.list_batches, limit, offset)
 
     # -- waiting for results ------------------------------------------------------------
 
@@ -181,22 +211,24 @@ class AsyncWerk:
                         function: str | Callable[..., Any] | None = None, *,
                         key: str | None = None, search: str | None = None,
                         job_id: int | str | None = None,
-                        older_than: float | timedelta | None = None, limit: int = 50,
+                        older_than: float | timedelta | None = None,
+                        batch: int | str | None = None, limit: int = 50,
                         offset: int = 0) -> list[Job]:
         """See ``Werk.list_jobs``."""
         return await asyncio.to_thread(
             self.sync.list_jobs, queue, status, function, key=key, search=search,
-            job_id=job_id, older_than=older_than, limit=limit, offset=offset)
+            job_id=job_id, older_than=older_than, batch=batch, limit=limit, offset=offset)
 
     async def count_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
                          function: str | Callable[..., Any] | None = None, *,
                          key: str | None = None, search: str | None = None,
                          job_id: int | str | None = None,
-                         older_than: float | timedelta | None = None) -> int:
+                         older_than: float | timedelta | None = None,
+                         batch: int | str | None = None) -> int:
         """See ``Werk.count_jobs``."""
         return await asyncio.to_thread(
             self.sync.count_jobs, queue, status, function, key=key, search=search,
-            job_id=job_id, older_than=older_than)
+            job_id=job_id, older_than=older_than, batch=batch)
 
     async def cancel_job(self, job_id: int | str) -> bool:
         """See ``Werk.cancel_job``."""
@@ -270,3 +302,59 @@ class AsyncWerk:
     async def truncate(self) -> None:
         """See ``Werk.truncate``."""
         await asyncio.to_thread(self.sync.truncate)
+
+
+class AsyncBatchBuilder:
+    """``BatchBuilder`` for asyncio code: ``async with app.batch(...) as batch:``, then
+    ``await batch.enqueue(...)`` / ``await batch.enqueue_many(...)`` inside the block. The
+    batch is written when the block ends without an exception; ``id`` and ``jobs`` are set
+    then."""
+
+    def __init__(self, app: AsyncWerk, builder: BatchBuilder, conn: Any = None) -> None:
+        self.app = app
+        self.builder = builder
+        self._conn = conn
+
+    def __repr__(self) -> str:
+        return repr(self.builder).replace("<BatchBuilder", "<AsyncBatchBuilder", 1)
+
+    def __len__(self) -> int:
+        return len(self.builder)
+
+    @property
+    def id(self) -> int | None:
+        """The batch's id, once written."""
+        return self.builder.id
+
+    @property
+    def jobs(self) -> list[Job | None]:
+        """The members as written (``None`` where a key collided), once written."""
+        return self.builder.jobs
+
+    async def __aenter__(self) -> AsyncBatchBuilder:
+        self.builder.__enter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            self.builder.__exit__(exc_type, *exc)
+            return
+        if self._conn is None:
+            await asyncio.to_thread(self.builder.write)
+            return
+        if self._conn.closed:
+            raise ValueError("_conn is closed")
+        specs, callbacks, description = self.builder._take()
+        if not self.app.sync._store.is_open:
+            await self.app.connect()  # creates or checks the tables, as any first use does
+        batch_id, jobs = await self.app.sync._store.insert_batch_async(
+            self._conn, specs, callbacks, description)
+        self.builder._written(batch_id, jobs)
+
+    async def enqueue(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> None:
+        """See ``BatchBuilder.enqueue`` (no I/O: the batch is written when its block ends)."""
+        self.builder.enqueue(func, *args, **kwargs)
+
+    async def enqueue_many(self, params: Sequence[EnqueueParams]) -> None:
+        """See ``BatchBuilder.enqueue_many``."""
+        self.builder.enqueue_many(params)

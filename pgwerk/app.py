@@ -16,10 +16,12 @@ from typing import Any
 
 from pgwerk._allowlist import check_enqueue
 from pgwerk._validate import BIGINT_MAX, integer, is_int, job_id_or_none, seconds
+from pgwerk.batches import BatchBuilder, BatchCallback, batch_callbacks, description_text
 from pgwerk.config import WerkConfig
-from pgwerk.exceptions import ConfigurationError, JobError, JobNotFound, WerkError
+from pgwerk.exceptions import BatchNotFound, ConfigurationError, JobError, JobNotFound, WerkError
 from pgwerk.job import (
     TERMINAL_STATUSES,
+    Batch,
     EnqueueParams,
     Execution,
     Job,
@@ -132,14 +134,32 @@ class Werk:
             if name[:1] == "_":
                 params, conn = params_from_call(func, args, kwargs)
                 return self._insert([build_spec(params, self.config)], conn)[0]
-        # No options: the common case, without re-validating the defaults every time.
-        spec = plain_spec(self._plain_template(), func, args, kwargs, self.config)
-        return self._insert([spec])[0]
+        return self._insert([self._plain_spec(func, args, kwargs)])[0]
 
-    def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
+    def _plain_spec(self, func: Callable[..., Any] | str, args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> JobSpec:
+        """The spec of a call without options: the common case, without re-validating the
+        defaults every time."""
+        return plain_spec(self._plain_template(), func, args, kwargs, self.config)
+
+    def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None,
+                     batch: BatchBuilder | None = None) -> list[Job | None]:
         """Enqueue many jobs in one statement; results in input order, ``None`` where a
         key collided, the job holding the key where a ``unique`` job matched one (also an
-        earlier one of the same list)."""
+        earlier one of the same list).
+
+        With ``batch`` (inside ``with app.batch(...) as batch:``) the jobs join that batch
+        instead, as ``batch.enqueue_many(params)`` does: they are written when its block
+        ends, so this returns ``[]`` and ``batch.jobs`` holds them afterwards.
+        """
+        if batch is not None:
+            if not isinstance(batch, BatchBuilder):
+                raise TypeError(f"batch must be what app.batch(...) returned, got {batch!r}")
+            if _conn is not None:
+                raise TypeError("enqueue_many takes _conn or batch, not both: a batch's jobs "
+                                "are written on its own connection (app.batch(_conn=conn))")
+            batch.enqueue_many(params)
+            return []
         specs = self._many_specs(params)
         return self._insert(specs, _conn) if specs else []
 
@@ -166,6 +186,70 @@ class Werk:
             # Creates or checks the tables, as any first use does, within the time budget.
             self._store.open(deadline=time.monotonic() + self.config.enqueue_timeout)
         return self._store.insert(specs, conn)
+
+    # -- batches ---------------------------------------------------------------------
+
+    def batch(self, *, on_complete: BatchCallback | None = None,
+              on_success: BatchCallback | None = None,
+              on_failure: BatchCallback | None = None, description: str | None = None,
+              _conn: Any = None) -> BatchBuilder:
+        """A batch: jobs enqueued together, and callback jobs enqueued once every one of
+        them has ended.
+
+        Use it as a context manager; the jobs enqueued on it inside the block are written,
+        with the batch, in one transaction when the block ends (nothing is written if it
+        raises). When the last member ends (complete, failed, aborted or expired, whichever
+        worker or statement ends it) the database enqueues, exactly once each:
+
+        - ``on_complete``: always;
+        - ``on_success``: when every member completed;
+        - ``on_failure``: when a member did not complete (failed, aborted or expired).
+
+        A callback job runs its function like any job; ``ctx.job.meta["batch"]`` holds the
+        batch's ``id``, which ``callback`` it is and the counts (``total``, ``complete``,
+        ``failed``, ``aborted``, ``expired``). A member requeued after the batch finished
+        counts as pending again; callbacks not yet enqueued (``on_success`` after a
+        failure) may then come when it ends, those already enqueued never twice.
+
+        Args:
+            on_complete, on_success, on_failure: a module-level function or its dotted
+                path, a ``Callback`` (with a timeout), or an ``EnqueueParams`` for the
+                callback job's arguments and options (not ``key`` nor ``depends_on``).
+            description: a text shown with the batch (CLI, dashboard).
+            _conn: the caller's connection, to write the batch in its transaction (as
+                ``enqueue(_conn=...)``).
+
+        Example::
+
+            with app.batch(on_complete=notify_done, on_failure=report) as batch:
+                for n in range(100):
+                    batch.enqueue(resize, n)
+            app.get_batch(batch.id).pending
+        """
+        callbacks = batch_callbacks(self, on_complete=on_complete, on_success=on_success,
+                                    on_failure=on_failure)
+        return BatchBuilder(self, callbacks, description_text(description), _conn)
+
+    def _insert_batch(self, specs: list[JobSpec], callbacks: str, description: str | None,
+                      conn: Any = None) -> tuple[int, list[Job | None]]:
+        if conn is not None and not self._store.is_open:
+            self._store.open(deadline=time.monotonic() + self.config.enqueue_timeout)
+        return self._store.insert_batch(specs, callbacks, description, conn)
+
+    def get_batch(self, batch_id: int | str) -> Batch:
+        """The batch with this id (an int, or a string of digits): its counts, callbacks
+        and status. Raises ``BatchNotFound``."""
+        found = job_id_or_none(batch_id)
+        batch = self._store.get_batch(found) if found is not None else None
+        if batch is None:
+            raise BatchNotFound(batch_id)
+        return batch
+
+    def list_batches(self, limit: int = 50, offset: int = 0) -> list[Batch]:
+        """Batches, newest first, one page (``limit`` 1 to 10,000)."""
+        integer("limit", limit, minimum=1, maximum=10_000)
+        integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
+        return self._store.list_batches(limit, offset)
 
     # -- waiting for results ------------------------------------------------------------
 
@@ -358,8 +442,8 @@ class Werk:
     def list_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
                   function: str | Callable[..., Any] | None = None, *, key: str | None = None,
                   search: str | None = None, job_id: int | str | None = None,
-                  older_than: float | timedelta | None = None, limit: int = 50,
-                  offset: int = 0) -> list[Job]:
+                  older_than: float | timedelta | None = None, batch: int | str | None = None,
+                  limit: int = 50, offset: int = 0) -> list[Job]:
         """Jobs matching every filter given, newest first.
 
         Args:
@@ -372,6 +456,7 @@ class Werk:
             job_id: only the job with this id (an int or a decimal string).
             older_than: only jobs that ended (or, still unended, were enqueued) more than
                 this many seconds ago; a number or a ``timedelta``.
+            batch: only the members of this batch (its id).
             limit: page size, 1 to 10,000.
             offset: jobs to skip, for the next pages.
 
@@ -382,16 +467,19 @@ class Werk:
         integer("limit", limit, minimum=1, maximum=10_000)
         integer("offset", offset, minimum=0, maximum=BIGINT_MAX)
         params = self._job_filter(queue, [status] if status is not None else None, function,
-                                  key=key, search=search, job_id=job_id, older_than=older_than)
+                                  key=key, search=search, job_id=job_id, older_than=older_than,
+                                  batch=batch)
         return [self._store.job(r) for r in self._store.list_job_rows(params, limit, offset)]
 
     def count_jobs(self, queue: str | None = None, status: JobStatus | str | None = None,
                    function: str | Callable[..., Any] | None = None, *, key: str | None = None,
                    search: str | None = None, job_id: int | str | None = None,
-                   older_than: float | timedelta | None = None) -> int:
+                   older_than: float | timedelta | None = None,
+                   batch: int | str | None = None) -> int:
         """How many jobs ``list_jobs`` with the same filters would find over all pages."""
         params = self._job_filter(queue, [status] if status is not None else None, function,
-                                  key=key, search=search, job_id=job_id, older_than=older_than)
+                                  key=key, search=search, job_id=job_id, older_than=older_than,
+                                  batch=batch)
         return self._store.count_jobs(params)
 
     def bulk_requeue_jobs(self, queue: str | None = None,
@@ -499,7 +587,8 @@ class Werk:
     def _job_filter(self, queue: str | None, statuses: list[Any] | None,
                     function: str | Callable[..., Any] | None, *, key: str | None = None,
                     search: str | None = None, job_id: int | str | None = None,
-                    older_than: float | timedelta | None = None) -> dict[str, Any]:
+                    older_than: float | timedelta | None = None,
+                    batch: int | str | None = None) -> dict[str, Any]:
         """The parameters of the admin filter, each checked (``TypeError``/``ValueError``
         naming the option) before anything runs."""
         for name, value in (("queue", queue), ("key", key), ("search", search)):
@@ -511,20 +600,15 @@ class Werk:
         wanted = None
         if statuses is not None:
             wanted = [_status_value(s) for s in statuses]
-        if job_id is not None:
-            if isinstance(job_id, str) and job_id.isascii() and job_id.isdigit():
-                job_id = int(job_id)
-            if not is_int(job_id) or job_id < 0:
-                raise ValueError(f"job_id must be a job id (an int or decimal string), "
-                                 f"got {job_id!r}")
-            if job_id > 2**63 - 1:
-                job_id = -1  # no such job; a bigint parameter cannot hold it
+        job_id = _filter_id("job_id", job_id)
+        batch_id = _filter_id("batch", batch)
         age = seconds("older_than", older_than)
         if age is not None and age > _MAX_AGE:
             raise ValueError(f"older_than must be at most {_MAX_AGE:.0f} seconds (100 years), "
                              f"got {older_than!r}")
         return {"queue": queue, "statuses": wanted, "function": function, "key": key or None,
-                "search": search or None, "job_id": job_id, "older_than": age}
+                "search": search or None, "job_id": job_id, "older_than": age,
+                "batch_id": batch_id}
 
 
     def truncate(self) -> None:
@@ -557,6 +641,20 @@ def _existing_id(job: Job | int | str) -> int:
         assert not isinstance(job, Job)
         raise JobNotFound(job)
     return found
+
+
+def _filter_id(name: str, value: int | str | None) -> int | None:
+    """A job or batch id to filter on: an int or a decimal string (``ValueError`` else);
+    one beyond ``bigint`` matches nothing."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an id (an int or decimal string), got {value!r}")
+    if value > 2**63 - 1:
+        return -1  # nothing has it; a bigint parameter cannot hold it
+    return value
 
 
 _REQUEUABLE = frozenset({"failed", "aborted", "expired"})

@@ -53,7 +53,7 @@ from pgwerk._cli_support import (
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
 from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
-from pgwerk.exceptions import WorkerFailed
+from pgwerk.exceptions import JobNotFound, WorkerFailed
 from pgwerk.job import TERMINAL_STATUSES, EnqueueParams, Job, JobStatus
 from pgwerk.options import build_spec
 from pgwerk.store import migrate as _migrate
@@ -332,20 +332,22 @@ def _safe_dsn(dsn: str) -> str:
 @click.option("--search", help="Only jobs whose JSON arguments contain this text.")
 @click.option("--older-than", type=Duration(), metavar="DURATION",
               help="Only jobs older than this (30s, 15m, 7d, 1h30m).")
+@click.option("--batch", "batch_id", type=click.IntRange(min=1), metavar="ID",
+              help="Only the members of this batch.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
 @json_option
 @friendly
 def jobs(app: str | None, dsn: str | None, schema: str | None, prefix: str | None,
          queue: str | None, status: str | None, function: str | None, key: str | None,
-         search: str | None, older_than: float | None, limit: int, offset: int,
-         as_json: bool) -> None:
+         search: str | None, older_than: float | None, batch_id: int | None, limit: int,
+         offset: int, as_json: bool) -> None:
     """Jobs, newest first."""
     werk = open_app(app, dsn, schema, prefix)
     try:
         found = werk.list_jobs(queue=queue, status=status, function=function, key=key,
-                               search=search, older_than=older_than, limit=limit,
-                               offset=offset)
+                               search=search, older_than=older_than, batch=batch_id,
+                               limit=limit, offset=offset)
     finally:
         werk.close()
     if as_json:
@@ -398,6 +400,54 @@ def job(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: st
         click.echo(found.error.rstrip())
 
 
+@cli.command()
+@click.argument("target", nargs=-1, required=True, metavar="[APP] ID")
+@db_options
+@json_option
+@friendly
+def batch(target: tuple[str, ...], dsn: str | None, schema: str | None, prefix: str | None,
+          as_json: bool) -> None:
+    """One batch: its counts per end status and its callback jobs."""
+    app_spec, text = split_target(target, "ID")
+    batch_id = parse_job_id(text, "a batch id")
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        found = werk.get_batch(batch_id)
+        callback_status: dict[int, str] = {}
+        for fired in found.callback_jobs.values():
+            try:
+                callback_status[fired] = werk.get_job(fired).state
+            except JobNotFound:
+                pass
+    finally:
+        werk.close()
+    if as_json:
+        echo_json({**jsonable(found), "status": found.status})
+        return
+    fields: list[tuple[str, Any]] = [
+        ("id", found.id), ("description", found.description), ("status", found.status),
+        ("members", found.total), ("pending", found.pending), ("complete", found.complete),
+        ("failed", found.failed), ("aborted", found.aborted), ("expired", found.expired),
+        ("created", found.created_at), ("finished", found.finished_at),
+    ]
+    for label, value in fields:
+        if value is not None:
+            click.echo(f"{label + ':':<16}{cell(value, max(terminal_width() - 16, 20))}")
+    if found.callbacks:
+        click.echo()
+        rows = []
+        for kind, function in found.callbacks.items():
+            callback = found.callback_jobs.get(kind)
+            state = (callback_status.get(callback, "deleted") if callback is not None
+                     else "waiting for the members" if found.status == "active"
+                     else "not enqueued")
+            rows.append([f"on {kind}", function, callback, state])
+        echo_table(["callback", "function", "job", "status"], rows, "")
+    if found.total:
+        click.echo()
+        click.echo(f"members: pgwerk jobs --batch {found.id}")
+
+
 def _show_job(job: Job) -> None:
     payload = _payload_note(job)
     attempts = f"{job.attempts}/{job.max_attempts}"
@@ -421,6 +471,7 @@ def _show_job(job: Job) -> None:
         ("worker", job.worker_id), ("key", job.key), ("group", job.group),
         ("unique key", job.unique_key and
          f"{job.unique_key} (held while {', '.join(job.unique_states)})"),
+        ("batch", job.batch_id),
         ("timeout", job.timeout), ("meta", json.dumps(job.meta) if job.meta else None),
     ]
     if job.status is JobStatus.Complete:

@@ -32,6 +32,14 @@ class JobNotFound(WerkError, LookupError):
         self.job_id = job_id
 
 
+class BatchNotFound(WerkError, LookupError):
+    """No batch with the given id exists (it may have been pruned after it finished)."""
+
+    def __init__(self, batch_id: int | str) -> None:
+        super().__init__(f"no batch with id {batch_id!r}")
+        self.batch_id = batch_id
+
+
 class JobError(WerkError):
     """A job waited on with ``apply``/``map`` failed, was aborted or expired.
 

@@ -398,6 +398,7 @@ class Job:
     payload_error: str | None = None
     unique_key: str | None = None
     unique_states: tuple[str, ...] = ()
+    batch_id: int | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -494,6 +495,48 @@ class Execution:
     finished_at: datetime | None
     outcome: str
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch of jobs (``Werk.batch``) as stored: how many members ended how, and the
+    callback jobs enqueued when the last one ended.
+
+    Attributes:
+        id: the batch's id.
+        description: the text given to ``app.batch(description=...)``.
+        total: how many members were written (a member whose ``_key`` collided is not).
+        pending: members that have not ended yet.
+        complete, failed, aborted, expired: members per end status. A member deleted
+            while it ran (``_failure_mode="delete"``) counts as failed, one deleted before
+            it started (``delete_job``) as aborted.
+        callbacks: the function of each callback given (``"complete"``, ``"success"``,
+            ``"failure"`` -> dotted path).
+        callback_jobs: the id of each callback job enqueued so far (kind -> job id).
+        created_at: when the batch was written.
+        finished_at: when its last member ended (``None`` while some have not).
+    """
+
+    id: int
+    total: int
+    pending: int
+    complete: int
+    failed: int
+    aborted: int
+    expired: int
+    created_at: datetime
+    finished_at: datetime | None = None
+    description: str | None = None
+    callbacks: dict[str, str] = field(default_factory=dict)
+    callback_jobs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``active`` while a member has not ended; then ``complete`` when every member
+        completed, else ``failed``."""
+        if self.finished_at is None:
+            return "active"
+        return "complete" if self.complete == self.total else "failed"
 
 
 @dataclass(frozen=True)

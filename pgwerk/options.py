@@ -336,6 +336,7 @@ def build_spec(params: EnqueueParams, config: WerkConfig) -> JobSpec:
         ),
         "waiting": False,
         "dep_error": None,
+        "batch_id": None,
     }
     return JobSpec(row=row, depends_on=_dependencies(params.depends_on), unique=unique,
                    payload=(tuple(params.args), dict(params.kwargs)))
@@ -438,5 +439,52 @@ def repeat_spec(job: Job, serializer: Any) -> JobSpec | None:
                               "index": job.repeat_index + 1}),
         "waiting": False,
         "dep_error": None,
+        "batch_id": None,
     }
     return JobSpec(row=row)
+
+
+#: The kinds of batch callbacks, each with the ``app.batch`` argument that sets it.
+BATCH_CALLBACKS = {"complete": "on_complete", "success": "on_success", "failure": "on_failure"}
+#: The columns of a callback job the database inserts when its batch finishes.
+_CALLBACK_COLUMNS = ("function", "queue", "priority", "payload", "max_attempts",
+                     "retry_intervals", "delay", "at", "group_key", "meta", "timeout",
+                     "heartbeat", "ttl", "result_ttl", "failure_ttl", "failure_mode",
+                     "callbacks", "repeat")
+
+
+def batch_callback(name: str, value: Any, config: WerkConfig) -> dict[str, Any] | None:
+    """The job a batch enqueues as its callback ``name`` (``on_complete`` ...), checked now.
+
+    ``value`` is a module-level function or its dotted path, a ``Callback`` (its timeout
+    becomes the job's ``timeout``), or an ``EnqueueParams`` for every enqueue option of the
+    callback job (its ``args``, ``kwargs``, ``queue``, ``retry`` ...) but ``key`` and
+    ``depends_on``. Returns the job's columns as stored in the batch row.
+    """
+    if value is None:
+        return None
+    if isinstance(value, EnqueueParams):
+        params = value
+    elif isinstance(value, Callback):
+        params = EnqueueParams(func=value.func, timeout=value.timeout)
+    elif isinstance(value, str) or callable(value):
+        params = EnqueueParams(func=value)
+    else:
+        raise TypeError(f"{name} must be a module-level function, its dotted path, a Callback "
+                        f"or an EnqueueParams; got {value!r}")
+    if params.key is not None:
+        raise ValueError(f"{name}: a callback job takes no key (a batch enqueues each "
+                         "callback once already)")
+    if params.depends_on is not None:
+        raise ValueError(f"{name}: a callback job takes no depends_on (it runs once every "
+                         "member of the batch has ended)")
+    function_path(params.func, name)  # its own message names the argument
+    try:
+        spec = build_spec(params, config)
+    except (TypeError, ValueError) as exc:
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"{name}: {exc}") from None
+    row = {column: spec.row[column] for column in _CALLBACK_COLUMNS}
+    if row["at"] is not None:
+        row["at"] = row["at"].isoformat()
+    return row

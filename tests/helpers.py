@@ -47,7 +47,8 @@ def table(app: Werk, name: str = "jobs") -> sql.Composable:
     return sql.Identifier(app.config.schema, f"{app.config.prefix}_{name}")
 
 
-TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron", "migrations")
+TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron", "migrations",
+          "batches")
 
 
 def query(app: Werk, statement: str, params: Any = None) -> list[dict[str, Any]]:

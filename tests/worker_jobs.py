@@ -287,6 +287,20 @@ def callback_record(ctx: Context) -> None:
                  exception=type(ctx.exception).__name__ if ctx.exception else None)
 
 
+def batch_callback(ctx: Context) -> None:
+    """A batch's callback job: records which callback it is and the counts it was given."""
+    record_event(ctx.app, ctx.job.id, "batch-callback", **ctx.job.meta["batch"])
+
+
+def fail_every(n: int, every: int, seconds: float = 0.0) -> int:
+    """Sleeps ``seconds``, then fails when ``n`` is a multiple of ``every``; returns ``n``
+    otherwise."""
+    time.sleep(seconds)
+    if n % every == 0:
+        raise ValueError(f"{n} is a multiple of {every}")
+    return n
+
+
 def callback_raise(ctx: Context) -> None:
     record_event(ctx.app, ctx.job.id, "callback-raise")
     raise RuntimeError("callback exploded")

@@ -59,7 +59,8 @@ def list_jobs(app: Werk, filters: dict[str, Any], limit: int, offset: int) -> li
     params = app._job_filter(
         filters.get("queue"), [filters["status"]] if filters.get("status") else None,
         filters.get("function"), key=filters.get("key"), search=filters.get("search"),
-        job_id=filters.get("job_id"), older_than=filters.get("older_than"))
+        job_id=filters.get("job_id"), older_than=filters.get("older_than"),
+        batch=filters.get("batch"))
     return [shown(r) for r in app._store.list_job_rows(params, limit, offset)]
 
 

@@ -228,11 +228,14 @@ class Dashboard:
             ("jobs",): lambda: views.jobs(self, req),
             ("workers",): lambda: views.workers(self, req),
             ("cron",): lambda: views.cron(self, req),
+            ("batches",): lambda: views.batches(self, req),
             ("bulk",): lambda: views.bulk_confirm(self, req),
         }
         page = pages.get(tuple(parts))
         if page is None and len(parts) == 2 and parts[0] == "jobs":
             return Response(body=views.job(self, req, parts[1]))
+        if page is None and len(parts) == 2 and parts[0] == "batches":
+            return Response(body=views.batch(self, req, parts[1]))
         if page is None and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "delete":
             return Response(body=views.confirm_delete(self, req, parts[1]))
         if page is None:

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from pgwerk.dashboard import _data
 from pgwerk.dashboard._http import Request, Response
 from pgwerk.dashboard._svg import throughput_chart
-from pgwerk.exceptions import JobNotFound, WerkError
+from pgwerk.exceptions import BatchNotFound, JobNotFound, WerkError
 from pgwerk.job import JobStatus
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ ENDED = ("complete", "failed", "aborted", "expired")
 #: Age filters offered as choices: (seconds, label).
 AGES = [(3600, "1 hour"), (6 * 3600, "6 hours"), (86400, "1 day"), (7 * 86400, "7 days"),
         (30 * 86400, "30 days")]
-JOB_FILTERS = ("queue", "status", "function", "key", "search", "job_id", "older_than")
+JOB_FILTERS = ("queue", "status", "function", "key", "search", "job_id", "batch",
+               "older_than")
 BULK_ACTIONS = {
     "retry": "Retry", "cancel": "Cancel", "delete": "Delete",
 }
@@ -53,8 +54,9 @@ def job_filters(dash: Dashboard, req: Request, source: dict[str, str]) -> dict[s
                 raise ValueError
         except ValueError:
             raise _bad_request(dash, req, "older_than must be a number of seconds >= 0") from None
-    if "job_id" in found and not (found["job_id"].isascii() and found["job_id"].isdigit()):
-        raise _bad_request(dash, req, f"job id must be a number, got {found['job_id']!r}")
+    for name, what in (("job_id", "job id"), ("batch", "batch id")):
+        if name in found and not (found[name].isascii() and found[name].isdigit()):
+            raise _bad_request(dash, req, f"{what} must be a number, got {found[name]!r}")
     return found
 
 
@@ -145,6 +147,36 @@ def job(dash: Dashboard, req: Request, raw_id: str) -> str:
     )
 
 
+def batches(dash: Dashboard, req: Request) -> str:
+    try:
+        page = max(1, min(int(req.query.get("page", "1")), 1_000_000))
+    except ValueError:
+        page = 1
+    found = dash.app.list_batches(limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+    return dash.render(
+        "batches.html", req, page_title="Batches", batches=found[:PAGE_SIZE], page=page,
+        refresh=any(b.status == "active" for b in found),
+        prev_query=f"page={page - 1}" if page > 1 else None,
+        next_query=f"page={page + 1}" if len(found) > PAGE_SIZE else None,
+    )
+
+
+def batch(dash: Dashboard, req: Request, raw_id: str) -> str:
+    batch_id = _job_id(raw_id)
+    try:
+        found = dash.app.get_batch(batch_id)
+    except BatchNotFound:
+        raise Response(HTTPStatus.NOT_FOUND, dash.message_page(
+            req, HTTPStatus.NOT_FOUND, f"There is no batch {batch_id} (it may have been "
+            "pruned after it finished).")) from None
+    statuses = dash.app._store.statuses(sorted(found.callback_jobs.values()))
+    callbacks = [{"kind": kind, "function": function, "job_id": found.callback_jobs.get(kind),
+                  "status": statuses.get(found.callback_jobs.get(kind, -1))}
+                 for kind, function in found.callbacks.items()]
+    return dash.render("batch.html", req, page_title=f"Batch {batch_id}", batch=found,
+                       callbacks=callbacks, refresh=found.status == "active")
+
+
 def confirm_delete(dash: Dashboard, req: Request, raw_id: str) -> str:
     dash.require_writable(req)
     job_id = _job_id(raw_id)
@@ -209,7 +241,7 @@ def bulk_confirm(dash: Dashboard, req: Request) -> str:
         job=None, action=req.url("bulk"), fields={"action": action, **kept}, count=count,
         scope=scope, button=f"{BULK_ACTIONS[action]} {count} job{'s' if count != 1 else ''}",
         back=req.url("jobs") + "?" + _query(filters), running=False,
-        ignored=[k for k in ("key", "search", "job_id") if k in filters],
+        ignored=[k for k in ("key", "search", "job_id", "batch") if k in filters],
     )
 
 

@@ -18,18 +18,18 @@ import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import WerkError
-from pgwerk.job import TERMINAL_STATUSES, Execution, Job, WorkerInfo
+from pgwerk.job import TERMINAL_STATUSES, Batch, Execution, Job, WorkerInfo
 from pgwerk.store import migrate
 from pgwerk.store.connections import CallerConnection, Database, Row, rows_of
 from pgwerk.store.notify import Listener, Poller, channel_name, make_listener
-from pgwerk.store.rows import job_from_row
+from pgwerk.store.rows import batch_from_row, job_from_row
 from pgwerk.store.statements import INSERT_COLUMNS, Queries
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 Statement = tuple[bytes, Mapping[str, Any]]
 #: The statements of one enqueue: yields statements, is sent their rows, returns the jobs.
 InsertSteps = Generator[Statement, list[Row], list["Job | None"]]
+#: The statements of a batch: as ``InsertSteps``, returning the batch's id and its jobs.
+BatchSteps = Generator[Statement, list[Row], tuple[int, list["Job | None"]]]
+T = TypeVar("T")
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 #: How many times a unique enqueue tries again when the holder of its key ends between
 #: its insert and its second look (each time needs another process to take and free it).
@@ -153,7 +156,20 @@ class Store:
     async def insert_async(self, conn: psycopg.AsyncConnection[Any],
                            specs: Sequence[Any]) -> list[Job | None]:
         """``insert`` on a caller's asyncio connection, in its transaction."""
-        steps = self.insert_steps(list(specs))
+        return await self._drive_async(conn, self.insert_steps(list(specs)))
+
+    @staticmethod
+    def _drive(steps: Generator[Statement, list[Row], T], fetch: Any) -> T:
+        statement = next(steps)
+        while True:
+            try:
+                statement = steps.send(fetch(*statement))
+            except StopIteration as done:
+                return done.value
+
+    @staticmethod
+    async def _drive_async(conn: psycopg.AsyncConnection[Any],
+                           steps: Generator[Statement, list[Row], T]) -> T:
         statement = next(steps)
         while True:
             async with conn.cursor(row_factory=dict_row) as cur:
@@ -161,15 +177,6 @@ class Store:
                 rows = await cur.fetchall() if cur.description else []
             try:
                 statement = steps.send(rows)
-            except StopIteration as done:
-                return done.value
-
-    @staticmethod
-    def _drive(steps: InsertSteps, fetch: Any) -> list[Job | None]:
-        statement = next(steps)
-        while True:
-            try:
-                statement = steps.send(fetch(*statement))
             except StopIteration as done:
                 return done.value
 
@@ -267,6 +274,64 @@ class Store:
             if row["id"] is not None else None
             for spec, row in zip(specs, rows, strict=True)
         ]
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def insert_batch(self, specs: Sequence[Any], callbacks: str, description: str | None,
+                     conn: Any = None) -> tuple[int, list[Job | None]]:
+        """Write a batch and its members (validated specs) in one transaction: on the
+        caller's connection ``conn`` (in its transaction), else a pooled one. ``callbacks``:
+        the JSON of the callback jobs per kind. Returns the batch's id and the jobs
+        (``None`` where a key collided)."""
+        specs = list(specs)
+        if conn is not None:
+            caller = CallerConnection(conn)
+            if not self.db.is_open:
+                self.open()
+            return self._drive(self.batch_steps(specs, callbacks, description), caller.fetch)
+
+        def in_transaction(db_conn: psycopg.Connection[Row]) -> tuple[int, list[Job | None]]:
+            with db_conn.transaction():
+                return self._drive(self.batch_steps(specs, callbacks, description),
+                                   _fetcher(db_conn))
+
+        return self.db.run("enqueue a batch", in_transaction)
+
+    async def insert_batch_async(self, conn: psycopg.AsyncConnection[Any], specs: Sequence[Any],
+                                 callbacks: str, description: str | None
+                                 ) -> tuple[int, list[Job | None]]:
+        """``insert_batch`` on a caller's asyncio connection, in its transaction."""
+        return await self._drive_async(
+            conn, self.batch_steps(list(specs), callbacks, description))
+
+    def batch_steps(self, specs: list[Any], callbacks: str,
+                    description: str | None) -> BatchSteps:
+        """The statements of a batch, as ``insert_steps``: the batch row, its members, then
+        the seal, which counts them. Until it is sealed no callback is enqueued, even if
+        members end meanwhile (a caller's connection in autocommit); a batch whose members
+        all ended as they were written (or that has none) is finished here."""
+        rows = yield self.queries["batch_insert"], {
+            "description": description, "callbacks": callbacks, "channel": self.channel}
+        batch_id = int(rows[0]["id"])
+        for spec in specs:
+            spec.row["batch_id"] = batch_id
+        jobs = (yield from self.insert_steps(specs)) if specs else []
+        written = [job for job in jobs if job is not None]
+        ended = [job for job in written if job.status.value in _TERMINAL]
+        sealed = yield self.queries["batch_seal"], {
+            "id": batch_id, "total": len(written), "pending": len(written) - len(ended),
+            "failed": sum(1 for job in ended if job.status.value == "failed")}
+        if sealed and sealed[0]["pending"] == 0:
+            yield self.queries["batch_finish"], {"id": batch_id}
+        return batch_id, jobs
+
+    def get_batch(self, batch_id: int) -> Batch | None:
+        rows = self.fetch("batch_get", {"id": batch_id})
+        return batch_from_row(rows[0]) if rows else None
+
+    def list_batches(self, limit: int, offset: int) -> list[Batch]:
+        return [batch_from_row(r)
+                for r in self.fetch("batch_list", {"limit": limit, "offset": offset})]
 
     def resolve_dependents(self, ids: list[int],
                            conn: psycopg.Connection[Any] | None = None) -> int:
@@ -380,17 +445,20 @@ class Store:
             jobs.append(job_from_row(row, self.serializer))
         return jobs
 
-    def record_outcomes(self, worker_id: str, outcomes: str, next_runs: Mapping[int, Any],
-                        progress: str | None = None) -> set[int]:
+    def record_outcomes(self, worker_id: str, outcomes: str, next_runs: Mapping[int, Any], *,
+                        progress: str | None = None, batches: Sequence[int] = ()) -> set[int]:
         """One transaction: the last progress some attempts reported (``progress``, a JSON
         array, see ``job_progress_many``; None for none: no statement), the outcomes of a
         batch (a JSON array, see ``job_complete_many``), the dependents of the jobs that
         ended, and the next run of repeating jobs (``next_runs``: job id -> spec, inserted
-        only for the jobs whose outcome was written). Returns the ids whose outcome was
-        written."""
+        only for the jobs whose outcome was written). ``batches``: the ids of the batches
+        (``Werk.batch``) the jobs belong to, locked first in id order (see ``batch_lock``);
+        none for most outcomes. Returns the ids whose outcome was written."""
 
         def write(conn: psycopg.Connection[Row]) -> set[int]:
             with conn.transaction():
+                if batches:
+                    self.fetch("batch_lock", {"ids": sorted(batches)}, conn)
                 if progress is not None:
                     self.fetch("job_progress_many", {"batch": progress, "worker": worker_id},
                                conn)
@@ -505,6 +573,13 @@ class Store:
               now: datetime | None = None) -> int:
         """Delete up to ``limit`` ended jobs past their retention."""
         return int(self.fetch("sweep_prune", {"limit": limit, "now": now}, conn)[0]["deleted"])
+
+    def prune_batches(self, keep: float, limit: int,
+                      conn: psycopg.Connection[Any] | None = None,
+                      now: datetime | None = None) -> int:
+        """Delete up to ``limit`` batches that finished more than ``keep`` seconds ago."""
+        return int(self.fetch("sweep_prune_batches", {"keep": keep, "limit": limit, "now": now},
+                              conn)[0]["deleted"])
 
     def forget_workers(self, older_than: float, conn: psycopg.Connection[Any] | None = None,
                        now: datetime | None = None) -> int:

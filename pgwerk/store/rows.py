@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
-from pgwerk.job import CallbackRef, Job, JobStatus, Repeat
+from pgwerk.job import Batch, CallbackRef, Job, JobStatus, Repeat
 
 T = TypeVar("T")
 
@@ -146,4 +146,20 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
         payload_error="; ".join(problems) or None,
         unique_key=row.get("unique_key"),
         unique_states=_states(row.get("unique_states")),
+        batch_id=row.get("batch_id"),
+    )
+
+
+def batch_from_row(row: Mapping[str, Any]) -> Batch:
+    """Build a ``Batch`` from a row of the batches table."""
+    callbacks = _json(row.get("callbacks")) or {}
+    fired = _json(row.get("callback_jobs")) or {}
+    return Batch(
+        id=row["id"], total=row["total"], pending=row["pending"], complete=row["complete"],
+        failed=row["failed"], aborted=row["aborted"], expired=row["expired"],
+        created_at=row["created_at"], finished_at=row.get("finished_at"),
+        description=row.get("description"),
+        callbacks={kind: str(spec.get("function")) for kind, spec in sorted(callbacks.items())
+                   if isinstance(spec, Mapping)},
+        callback_jobs={kind: int(job_id) for kind, job_id in sorted(fired.items())},
     )

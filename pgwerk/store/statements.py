@@ -26,7 +26,7 @@ INSERT_COLUMNS: dict[str, str] = {
     "at": "timestamptz", "key": "text", "group_key": "text", "meta": "text",
     "timeout": "float8", "heartbeat": "float8", "ttl": "float8", "result_ttl": "float8",
     "failure_ttl": "float8", "failure_mode": "text", "callbacks": "text", "repeat": "text",
-    "waiting": "bool", "dep_error": "text",
+    "waiting": "bool", "dep_error": "text", "batch_id": "int8",
 }
 #: What ``job_insert_unique`` sends on top: the key a ``_unique`` job asks for (without
 #: the period's bucket), its statuses (comma-separated: arrays of arrays cannot be

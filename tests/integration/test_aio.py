@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -33,16 +34,31 @@ def public_methods(cls: type) -> dict[str, Any]:
 # -- one API ----------------------------------------------------------------------------------
 
 
+#: Methods that return an async context manager instead of being coroutines.
+CONTEXT_MANAGERS = {"batch"}
+
+
+def in_async_terms(annotation: object) -> object:
+    """An annotation of ``Werk`` as ``AsyncWerk`` spells it."""
+    if not isinstance(annotation, str):
+        return annotation
+    return re.sub(r"\b(Werk|BatchBuilder)\b", r"Async\1", annotation)
+
+
 @pytest.mark.parametrize("name", sorted(public_methods(Werk)))
 def test_signature__every_public_werk_method_is_a_coroutine_with_the_same_parameters(
         name: str) -> None:
     blocking = public_methods(Werk)[name]
     awaited = getattr(AsyncWerk, name, None)
     assert awaited is not None, f"AsyncWerk lacks {name}"
-    assert inspect.iscoroutinefunction(awaited), f"AsyncWerk.{name} is not a coroutine"
+    if name in CONTEXT_MANAGERS:
+        assert not inspect.iscoroutinefunction(awaited), f"AsyncWerk.{name} is a coroutine"
+    else:
+        assert inspect.iscoroutinefunction(awaited), f"AsyncWerk.{name} is not a coroutine"
     want, got = inspect.signature(blocking), inspect.signature(awaited)
-    assert list(got.parameters.values()) == list(want.parameters.values())
-    assert got.return_annotation == str(want.return_annotation).replace("Werk", "AsyncWerk")
+    assert [p.replace(annotation=in_async_terms(p.annotation)) for p in want.parameters.values()
+            ] == list(got.parameters.values())
+    assert got.return_annotation == in_async_terms(want.return_annotation)
 
 
 def test_signature__asyncwerk_adds_no_public_method_of_its_own() -> None:

@@ -30,14 +30,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pgwerk.app import Werk
+from pgwerk.batches import BatchBuilder, BatchCallback
 from pgwerk.job import EnqueueParams, Job
 
 __all__ = ["DjangoWerk", "get_werk", "reset_werk", "werk"]
 
 
 class DjangoWerk(Werk):
-    """A ``Werk`` whose ``enqueue`` and ``enqueue_many`` write through Django's connection
-    to ``database`` unless ``_conn`` is given: inside ``transaction.atomic()`` (or a view
+    """A ``Werk`` whose ``enqueue``, ``enqueue_many`` and ``batch`` write through Django's
+    connection to ``database`` unless ``_conn`` is given: inside ``transaction.atomic()`` (or a view
     under ``ATOMIC_REQUESTS``) the job commits with the transaction and is gone after a
     rollback; in autocommit mode it is committed at once. With ``database=None`` it is a
     plain ``Werk``.
@@ -64,10 +65,20 @@ class DjangoWerk(Werk):
             kwargs["_conn"] = self.django_connection()
         return super().enqueue(func, *args, **kwargs)
 
-    def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None) -> list[Job | None]:
+    def enqueue_many(self, params: Sequence[EnqueueParams], _conn: Any = None,
+                     batch: BatchBuilder | None = None) -> list[Job | None]:
+        if _conn is None and batch is None:
+            _conn = self.django_connection()
+        return super().enqueue_many(params, _conn, batch)
+
+    def batch(self, *, on_complete: BatchCallback | None = None,
+              on_success: BatchCallback | None = None,
+              on_failure: BatchCallback | None = None, description: str | None = None,
+              _conn: Any = None) -> BatchBuilder:
         if _conn is None:
             _conn = self.django_connection()
-        return super().enqueue_many(params, _conn)
+        return super().batch(on_complete=on_complete, on_success=on_success,
+                             on_failure=on_failure, description=description, _conn=_conn)
 
     def apply(self, func: Callable[..., Any] | str, *args: Any, timeout: float | None = None,
               **kwargs: Any) -> Any:

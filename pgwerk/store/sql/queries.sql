@@ -21,7 +21,8 @@ WITH src AS (
 ins AS (
     INSERT INTO {jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
         retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
-        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at)
+        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at,
+        batch_id)
     SELECT id, function, queue,
         CASE WHEN dep_error IS NOT NULL THEN 'failed'
              WHEN waiting THEN 'waiting'
@@ -34,7 +35,8 @@ ins AS (
         key, group_key, meta::jsonb, timeout, heartbeat, result_ttl, failure_ttl, failure_mode,
         callbacks::jsonb, repeat::jsonb, dep_error,
         CASE WHEN dep_error IS NOT NULL THEN now() END,
-        CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END
+        CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END,
+        batch_id
     FROM src ORDER BY ord
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING j.id, j.status, j.queue, j.scheduled_at, j.enqueued_at, j.expires_at, j.completed_at,
@@ -60,7 +62,8 @@ WITH v AS (
 ins AS (
     INSERT INTO {jobs} AS j (function, queue, status, priority, payload, max_attempts,
         retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
-        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at)
+        result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at,
+        batch_id)
     SELECT %(function)s::text, %(queue)s::text,
         CASE WHEN %(dep_error)s::text IS NOT NULL THEN 'failed'
              WHEN %(waiting)s::bool THEN 'waiting'
@@ -73,7 +76,8 @@ ins AS (
         %(failure_mode)s::text, %(callbacks)s::jsonb, %(repeat)s::jsonb, %(dep_error)s::text,
         CASE WHEN %(dep_error)s::text IS NOT NULL THEN now() END,
         CASE WHEN %(dep_error)s::text IS NOT NULL
-             THEN now() + make_interval(secs => %(failure_ttl)s::float8) END
+             THEN now() + make_interval(secs => %(failure_ttl)s::float8) END,
+        %(batch_id)s::bigint
     FROM v
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING j.id, j.status, j.queue, j.scheduled_at, j.enqueued_at, j.expires_at, j.completed_at,
@@ -105,7 +109,7 @@ ins AS (
     INSERT INTO {jobs} AS j (id, function, queue, status, priority, payload, max_attempts,
         retry_intervals, scheduled_at, expires_at, key, group_key, meta, timeout, heartbeat,
         result_ttl, failure_ttl, failure_mode, callbacks, repeat, error, completed_at, purge_at,
-        unique_key, unique_states)
+        unique_key, unique_states, batch_id)
     SELECT id, function, queue,
         CASE WHEN dep_error IS NOT NULL THEN 'failed'
              WHEN waiting THEN 'waiting'
@@ -119,7 +123,7 @@ ins AS (
         callbacks::jsonb, repeat::jsonb, dep_error,
         CASE WHEN dep_error IS NOT NULL THEN now() END,
         CASE WHEN dep_error IS NOT NULL THEN now() + make_interval(secs => failure_ttl) END,
-        wanted_key, string_to_array(unique_states, ',')
+        wanted_key, string_to_array(unique_states, ','), batch_id
     FROM src ORDER BY ord
     ON CONFLICT DO NOTHING
     RETURNING j.*
@@ -308,7 +312,8 @@ claimed AS (
     RETURNING j.id, j.function, j.queue, j.status, j.priority, j.payload, j.attempts,
         j.max_attempts, j.lost, j.released, j.snoozed, j.retry_intervals, j.scheduled_at,
         j.enqueued_at, j.started_at, j.expires_at, j.key, j.group_key, j.meta, j.timeout,
-        j.heartbeat, j.result_ttl, j.failure_ttl, j.failure_mode, j.callbacks, j.repeat
+        j.heartbeat, j.result_ttl, j.failure_ttl, j.failure_mode, j.callbacks, j.repeat,
+        j.batch_id
 )
 -- In the order picked, so that the worker starts them in that order.
 SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY picked.ord;
@@ -591,6 +596,41 @@ SELECT upd.id, upd.status, upd.has_dependents FROM upd
 CROSS JOIN (SELECT count(*) FROM wake) AS w
 CROSS JOIN (SELECT count(*) FROM told) AS t;
 
+-- name: batch_insert
+-- A new batch, not sealed yet: its members are written next, then it is sealed, in the
+-- same transaction.
+INSERT INTO {batches} (description, callbacks, channel)
+VALUES (%(description)s, %(callbacks)s::jsonb, %(channel)s)
+RETURNING id, created_at;
+
+-- name: batch_seal
+-- Count the members just written and seal the batch: from now on the member that brings
+-- `pending` to 0 enqueues its callbacks. Members written already ended (failed by a
+-- dependency that had failed) are counted here; every later change by the trigger.
+UPDATE {batches} SET total = %(total)s, pending = pending + %(pending)s,
+    failed = failed + %(failed)s, sealed = true
+WHERE id = %(id)s
+RETURNING pending;
+
+-- name: batch_finish
+-- Enqueue the callbacks of a sealed batch with no pending member (one whose members all
+-- ended as they were written, or an empty one); what the trigger does for the last member.
+SELECT {batch_finish}(%(id)s::bigint) AS fired;
+
+-- name: batch_lock
+-- Lock batch rows in id order before a completion batch ends their members: the trigger
+-- would lock them in the order the rows are updated, and two workers ending members of
+-- the same batches in opposite orders would deadlock.
+SELECT id FROM {batches} WHERE id = ANY(%(ids)s::bigint[]) ORDER BY id FOR UPDATE;
+
+-- name: batch_get
+-- One batch by id.
+SELECT * FROM {batches} WHERE id = %(id)s;
+
+-- name: batch_list
+-- Batches, newest first, one page.
+SELECT * FROM {batches} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
 -- name: execution_list
 -- The recorded attempts of a job, oldest first.
 SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error
@@ -719,6 +759,17 @@ WITH gone AS (
 )
 SELECT count(*) AS deleted FROM gone;
 
+-- name: sweep_prune_batches
+-- Delete batches that finished longer ago than %(keep)s seconds, a bounded batch at a time.
+WITH gone AS (
+    DELETE FROM {batches} WHERE id IN (
+        SELECT id FROM {batches}
+        WHERE finished_at < {now} - make_interval(secs => %(keep)s::float8)
+        ORDER BY finished_at LIMIT %(limit)s)
+    RETURNING 1
+)
+SELECT count(*) AS deleted FROM gone;
+
 -- name: sweep_forget_workers
 -- Worker rows silent for a long time (their jobs were rescued long ago).
 DELETE FROM {workers} WHERE heartbeat_at < {now} - make_interval(secs => %(older_than)s)
@@ -746,7 +797,7 @@ ORDER BY queue, status;
 -- name: truncate
 -- Empty every table of the app (tests).
 TRUNCATE {jobs}, {job_deps}, {job_groups}, {executions}, {workers}, {cron},
-    {leases};
+    {leases}, {batches};
 
 -- name: cron_lock
 -- Try to become the one active cron scheduler: a session lock, held until the scheduler
@@ -825,6 +876,7 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(function)s::text IS NULL OR function = %(function)s)
   AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(batch_id)s::bigint IS NULL OR batch_id = %(batch_id)s)
   AND (%(key)s::text IS NULL OR key = %(key)s
        OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
   AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
@@ -840,6 +892,7 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(function)s::text IS NULL OR function = %(function)s)
   AND (%(job_id)s::bigint IS NULL OR id = %(job_id)s)
+  AND (%(batch_id)s::bigint IS NULL OR batch_id = %(batch_id)s)
   AND (%(key)s::text IS NULL OR key = %(key)s
        OR (right(%(key)s, 1) = '*' AND starts_with(key, left(%(key)s, -1))))
   AND (%(search)s::text IS NULL OR strpos(lower(payload), lower(%(search)s)) > 0)
