@@ -217,4 +217,6 @@ class CompletionWriter:
                 spec = repeat_spec(job, self.store.serializer)
                 if spec is not None:
                     next_runs[job.id] = spec
-        return self.store.record_outcomes(self.worker.id, outcomes, next_runs)
+        slots = {job.id: (job.queue, job.function) for job, _ in batch} \
+            if self.worker.limited else None
+        return self.store.record_outcomes(self.worker.id, outcomes, next_runs, slots)
