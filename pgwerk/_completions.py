@@ -279,6 +279,9 @@ class CompletionWriter:
                 if spec is not None:
                     next_runs[job.id] = spec
         batches = {job.batch_id for job, _ in batch if job.batch_id is not None}
+        slots = {job.id: (job.queue, job.function) for job, _ in batch} \
+            if self.worker.limited else None
         return self.store.record_outcomes(
             self.worker.id, outcomes, next_runs,
-            progress=_dumps(progress) if progress else None, batches=sorted(batches))
+            progress=_dumps(progress) if progress else None, batches=sorted(batches),
+            slots=slots)

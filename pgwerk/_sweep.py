@@ -3,7 +3,8 @@
 Each duty is a method of the store that can run alone, at a moment of the caller's choosing
 (``Store.rescue_orphans(now=...)``, ``expire``, ``resolve_waiting``, ``prune``,
 ``forget_workers``); ``run_sweep`` takes the leader lock and runs them all in one short
-transaction, then vacuums the jobs table when it needs it.
+transaction, then vacuums the jobs table when it needs it and recounts the running jobs of
+the concurrency limits.
 """
 
 from __future__ import annotations
@@ -60,7 +61,27 @@ def run_sweep(store: Store, now: datetime | None = None) -> dict[str, int]:
         counts["vacuumed"] = vacuum_jobs(store, conn)
         return counts
 
-    return store.db.run("sweep", go)
+    counts = store.db.run("sweep", go)
+    if counts:
+        # Apart, in a transaction of its own: it holds the concurrency limits' rows (and so
+        # the claims of those queues) only for the moment it takes to count.
+        counts["limits_recounted"] = recount_limits(store)
+    return counts
+
+
+def recount_limits(store: Store) -> int:
+    """Correct the count of running jobs of every concurrency limit (see
+    ``Store.recount_limits``); the pass goes on without it when its rows stay locked."""
+    try:
+        corrected = store.recount_limits()
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled) as exc:
+        logger.warning("sweep: recounting running jobs of concurrency limits gave up (%s)",
+                       str(exc).strip().splitlines()[0])
+        return 0
+    if corrected:
+        logger.warning("sweep: corrected the count of running jobs of %d concurrency "
+                       "limit(s)", corrected)
+    return corrected
 
 
 def prune_batches(store: Store, conn: psycopg.Connection[dict[str, object]],

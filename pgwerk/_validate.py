@@ -155,3 +155,72 @@ def job_id_or_none(value: object) -> int | None:
         raise TypeError(
             f"a job id is an int or a string of digits (or a Job), got {value!r}")
     return value if 1 <= value <= BIGINT_MAX else None
+
+
+#: Bounds of queue limits: the most jobs a rate limit lets start per window (and a
+#: concurrency limit run at once), and the length of a rate limit's window.
+MAX_LIMIT = 1_000_000
+MIN_RATE_PERIOD = 0.01
+MAX_LIMIT_PERIOD = 7 * 86400.0
+_RATE_UNITS = {
+    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60.0),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600.0),
+    **dict.fromkeys(("d", "day", "days"), 86400.0),
+}
+_RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{0,9})\s*([a-z]+)\s*")
+_RATE_FORMS = "'N/s', 'N/m', 'N/h' or 'N/d' (N per several units: 'N/15m')"
+_RATE_BOUNDS = (f"N from 1 to {MAX_LIMIT} and a window from {MIN_RATE_PERIOD} seconds to "
+                f"{MAX_LIMIT_PERIOD:.0f} seconds (7 days)")
+_RATE_HELP = f"{_RATE_FORMS} or a tuple (N, seconds), with {_RATE_BOUNDS}"
+RATE_TEXT_HELP = f"{_RATE_FORMS}, with {_RATE_BOUNDS}"
+
+
+def rate(name: str, value: object) -> tuple[int, float]:
+    """A rate limit: at most ``N`` starts in any window of ``seconds``, as ``(N, seconds)``.
+
+    Accepted: ``"10/s"``, ``"100/m"``, ``"1000/h"``, ``"5000/d"``, a count of units before
+    the unit (``"50/15m"``: 50 per 15 minutes), or a tuple ``(N, seconds)`` whose seconds
+    may be a ``timedelta``.
+
+    Raises:
+        TypeError: neither such a string nor a pair.
+        ValueError: naming the option, the value and what is allowed.
+
+    Example::
+
+        rate("rate_limit", "10/s")          # (10, 1.0)
+        rate("rate_limit", (3, 0.5))        # (3, 0.5)
+    """
+    if isinstance(value, str):
+        match = _RATE.fullmatch(value.lower())
+        unit = _RATE_UNITS.get(match.group(3)) if match else None
+        if match is None or unit is None:
+            raise ValueError(f"{name} must be {_RATE_HELP}; got {value!r}")
+        count = int(match.group(1))
+        period = unit * int(match.group(2) or 1)
+    elif isinstance(value, tuple) and len(value) == 2:
+        count, period_value = value
+        if not is_int(count):
+            raise TypeError(f"{name} must be {_RATE_HELP}; got {value!r} (the count is not "
+                            "an int)")
+        try:
+            found = seconds(f"{name}'s window", period_value, positive=True)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must be {_RATE_HELP}; got {value!r} ({exc})") from None
+        assert found is not None
+        period = found
+    else:
+        raise TypeError(f"{name} must be {_RATE_HELP}; got {value!r}")
+    if not 1 <= count <= MAX_LIMIT or not MIN_RATE_PERIOD <= period <= MAX_LIMIT_PERIOD:
+        raise ValueError(f"{name} must be {_RATE_HELP}; got {value!r}")
+    return count, float(period)
+
+
+def rate_text(count: int, period: float) -> str:
+    """A rate as it is written: ``"10/s"``, ``"50/15m"``, ``"3/0.5s"``."""
+    for suffix, unit in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        units = period / unit
+        if units >= 1 and units == int(units):
+            return f"{count}/{'' if units == 1 else int(units)}{suffix}"
+    return f"{count}/{period:g}s"

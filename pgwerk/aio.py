@@ -37,10 +37,11 @@ from typing import Any
 import psycopg
 
 from pgwerk._allowlist import check_enqueue
-from pgwerk.app import Werk
+from pgwerk.app import RateLimit, Werk
 from pgwerk.batches import BatchBuilder, BatchCallback
 from pgwerk.config import WerkConfig
 from pgwerk.job import (
+    KEEP,
     Batch,
     Callback,
     Dependency,
@@ -48,6 +49,8 @@ from pgwerk.job import (
     Execution,
     Job,
     JobStatus,
+    Keep,
+    QueueLimit,
     Repeat,
     Retry,
     Unique,
@@ -269,6 +272,18 @@ class AsyncWerk:
     async def list_workers(self) -> list[WorkerInfo]:
         """See ``Werk.list_workers``."""
         return await asyncio.to_thread(self.sync.list_workers)
+
+    async def configure_queue(self, queue: str, *, rate_limit: RateLimit | None | Keep = KEEP,
+                              concurrency: int | None | Keep = KEEP,
+                              function: str | Callable[..., Any] | None = None
+                              ) -> QueueLimit | None:
+        """See ``Werk.configure_queue``."""
+        return await asyncio.to_thread(self.sync.configure_queue, queue, rate_limit=rate_limit,
+                                       concurrency=concurrency, function=function)
+
+    async def queue_limits(self, queue: str | None = None) -> list[QueueLimit]:
+        """See ``Werk.queue_limits``."""
+        return await asyncio.to_thread(self.sync.queue_limits, queue)
 
     async def sweep(self) -> dict[str, int]:
         """See ``Werk.sweep``."""

@@ -15,22 +15,35 @@ from datetime import timedelta
 from typing import Any
 
 from pgwerk._allowlist import check_enqueue
-from pgwerk._validate import BIGINT_MAX, integer, is_int, job_id_or_none, seconds
+from pgwerk._validate import (
+    BIGINT_MAX,
+    MAX_LIMIT,
+    integer,
+    is_int,
+    job_id_or_none,
+    seconds,
+    text,
+)
+from pgwerk._validate import rate as _rate
 from pgwerk.batches import BatchBuilder, BatchCallback, batch_callbacks, description_text
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import BatchNotFound, ConfigurationError, JobError, JobNotFound, WerkError
 from pgwerk.job import (
+    KEEP,
     TERMINAL_STATUSES,
     Batch,
     EnqueueParams,
     Execution,
     Job,
     JobStatus,
+    Keep,
+    QueueLimit,
     WorkerInfo,
 )
 from pgwerk.options import (
     JobSpec,
     build_spec,
+    function_path,
     is_plain,
     params_from_call,
     plain_spec,
@@ -43,6 +56,8 @@ from pgwerk.store.notify import Waiters
 logger = logging.getLogger(__name__)
 
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
+#: A rate limit as ``configure_queue`` takes it: ``"10/s"`` or ``(count, seconds)``.
+RateLimit = str | tuple[int, float | timedelta]
 
 
 def resolve_dsn(dsn: str | None) -> str:
@@ -428,6 +443,60 @@ class Werk:
         """Registered workers with their last heartbeat."""
         return self._store.list_workers()
 
+    # -- queue limits --------------------------------------------------------------------
+
+    def configure_queue(self, queue: str, *, rate_limit: RateLimit | None | Keep = KEEP,
+                        concurrency: int | None | Keep = KEEP,
+                        function: str | Callable[..., Any] | None = None) -> QueueLimit | None:
+        """Set, change or remove the limits of a queue, for every worker at once and from
+        the next claim on. A limit left out stays as it is; ``None`` removes it.
+
+        Args:
+            queue: the queue.
+            rate_limit: at most N jobs start in any window: ``"10/s"``, ``"100/m"``,
+                ``"1000/h"``, ``"5000/d"``, ``"50/15m"``, or ``(N, seconds)``.
+            concurrency: at most this many jobs of the queue run at once across every
+                worker and host (1 to 1,000,000).
+            function: limit only the jobs of this function (a dotted path or the function
+                itself) in the queue, on top of the queue's own limits.
+
+        Returns:
+            The limits now in force for ``queue`` (and ``function``), ``None`` when none is
+            left.
+
+        Example::
+
+            app.configure_queue("mail", rate_limit="10/s", concurrency=3)
+            app.configure_queue("mail", rate_limit=None)          # concurrency stays
+            app.configure_queue("mail", function="myapp.tasks.send_sms", rate_limit="1/s")
+        """
+        text("queue", queue)
+        path = "" if function is None else text("function", function_path(function, "function"))
+        if rate_limit is KEEP and concurrency is KEEP:
+            raise TypeError("configure_queue needs rate_limit= and/or concurrency= (None "
+                            "removes a limit)")
+        found_rate = None if rate_limit is KEEP or rate_limit is None \
+            else _rate("rate_limit", rate_limit)
+        found_concurrency = None if concurrency is KEEP or concurrency is None \
+            else integer("concurrency", concurrency, minimum=1, maximum=MAX_LIMIT)
+        self._store.set_queue_limit(
+            queue, path, rate=found_rate, set_rate=rate_limit is not KEEP,
+            concurrency=found_concurrency, set_concurrency=concurrency is not KEEP)
+        now = self.queue_limits(queue)
+        return next((limit for limit in now if (limit.function or "") == path), None)
+
+    def queue_limits(self, queue: str | None = None) -> list[QueueLimit]:
+        """The limits of ``queue`` (or of every queue), each with what it holds now: the
+        jobs running against a concurrency limit and those started within the window of a
+        rate limit. Ordered by queue, the queue's own limits before its functions'."""
+        if queue is not None:
+            text("queue", queue)
+        return [QueueLimit(
+            queue=r["queue"], function=r["function"] or None, rate_limit=r["rate_limit"],
+            rate_period=r["rate_period"], concurrency=r["concurrency"], running=r["running"],
+            recent=r["recent"], updated_at=r["updated_at"])
+            for r in self._store.queue_limits(queue)]
+
     def sweep(self) -> dict[str, int]:
         """One pass of the maintenance steps (rescue, expire, dependents, prune), if no
         other process is sweeping right now. Returns counts per step ({} if skipped)."""
@@ -595,7 +664,6 @@ class Werk:
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a string, got {value!r}")
         if function is not None and not isinstance(function, str):
-            from pgwerk.options import function_path
             function = function_path(function, "function")
         wanted = None
         if statuses is not None:

@@ -51,6 +51,8 @@ from pgwerk._cli_support import (
     terminal_width,
 )
 from pgwerk._logging import LOG_FORMATS, LOG_LEVELS, configure_logging, job_context_hooks
+from pgwerk._validate import RATE_TEXT_HELP
+from pgwerk._validate import rate as rate_limit
 from pgwerk.app import Werk
 from pgwerk.config import WerkConfig
 from pgwerk.exceptions import JobNotFound, WorkerFailed
@@ -872,6 +874,129 @@ def dashboard(app: str | None, dsn: str | None, schema: str | None, prefix: str 
         pass
     finally:
         werk.close()
+
+
+# -- queue limits --------------------------------------------------------------------------------
+
+
+class RateType(click.ParamType):
+    """``--rate``: ``10/s``, ``100/m``, ``1000/h``, ``5000/d``, ``50/15m``."""
+
+    name = "rate"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, float]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return rate_limit(str(param.opts[0] if param else "--rate"), value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a rate: give {RATE_TEXT_HELP}", param, ctx)
+
+
+@cli.group()
+def queue() -> None:
+    """Rate and concurrency limits of queues: set, change, remove, show."""
+
+
+@queue.command("set")
+@click.argument("target", nargs=-1, required=True, metavar="[APP] QUEUE")
+@db_options
+@click.option("--rate", type=RateType(), metavar="N/UNIT",
+              help="At most N jobs start in any window: 10/s, 100/m, 1000/h, 5000/d, 50/15m.")
+@click.option("--no-rate", is_flag=True, help="Remove the rate limit.")
+@click.option("--concurrency", type=int, metavar="N",
+              help="At most N jobs of the queue run at once, across every worker.")
+@click.option("--no-concurrency", is_flag=True, help="Remove the concurrency limit.")
+@click.option("--function", metavar="FUNC",
+              help="Limit only this function's jobs in the queue (a dotted path).")
+@json_option
+@friendly
+def queue_set(target: tuple[str, ...], dsn: str | None, schema: str | None,
+              prefix: str | None, rate: tuple[int, float] | None, no_rate: bool,
+              concurrency: int | None,
+              no_concurrency: bool, function: str | None, as_json: bool) -> None:
+    """Set, change or remove the limits of QUEUE, for every worker from their next claim.
+    Limits not named stay as they are; a queue left without limits is unlimited."""
+    app_spec, name = split_target(target, "QUEUE")
+    if rate is not None and no_rate:
+        raise click.UsageError("give --rate or --no-rate, not both")
+    if concurrency is not None and no_concurrency:
+        raise click.UsageError("give --concurrency or --no-concurrency, not both")
+    changes: dict[str, Any] = {}
+    if rate is not None or no_rate:
+        changes["rate_limit"] = rate
+    if concurrency is not None or no_concurrency:
+        changes["concurrency"] = concurrency
+    if not changes:
+        raise click.UsageError("nothing to set: give --rate, --no-rate, --concurrency or "
+                               "--no-concurrency")
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        try:
+            limit = werk.configure_queue(name, function=function, **changes)
+        except (TypeError, ValueError) as exc:
+            option = next((o for o in ("concurrency", "function") if str(exc).startswith(o)),
+                          "QUEUE" if str(exc).startswith("queue") else None)
+            raise click.BadParameter(str(exc), param_hint=f"--{option}" if option not in (
+                None, "QUEUE") else option) from None
+    finally:
+        werk.close()
+    what = name if function is None else f"{name} ({function})"
+    if as_json:
+        echo_json({"queue": name, "function": function, "limits": _shown_limit(limit)})
+    elif limit is None:
+        click.echo(f"{what}: no limits")
+    else:
+        click.echo(f"{what}: " + _limit_text(limit))
+
+
+@queue.command("show")
+@click.argument("target", nargs=-1, metavar="[APP] [QUEUE]")
+@db_options
+@json_option
+@friendly
+def queue_show(target: tuple[str, ...], dsn: str | None, schema: str | None,
+               prefix: str | None, as_json: bool) -> None:
+    """The limits of every queue (or of QUEUE) and what they hold now: jobs running
+    against a concurrency limit, jobs started within a rate limit's window."""
+    if len(target) > 2:
+        raise click.UsageError(f"expected [APP] [QUEUE], got {len(target)} arguments")
+    app_spec = next((t for t in target if ":" in t), None)
+    names = [t for t in target if t != app_spec]
+    werk = open_app(app_spec, dsn, schema, prefix)
+    try:
+        limits = werk.queue_limits(names[0] if names else None)
+    finally:
+        werk.close()
+    if as_json:
+        echo_json([_shown_limit(limit) for limit in limits])
+        return
+    echo_table(["queue", "function", "rate", "started in window", "concurrency", "running"],
+               [[limit.queue, limit.function, limit.rate, limit.recent, limit.concurrency,
+                 limit.running] for limit in limits],
+               "no queue limits: every queue is unlimited", drop_zero=("function",))
+
+
+queue.add_command(queue_show, "list")
+
+
+def _shown_limit(limit: Any) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {"queue": limit.queue, "function": limit.function, "rate": limit.rate,
+            "rate_limit": limit.rate_limit, "rate_period": limit.rate_period,
+            "recent": limit.recent, "concurrency": limit.concurrency,
+            "running": limit.running, "updated_at": limit.updated_at}
+
+
+def _limit_text(limit: Any) -> str:
+    parts = []
+    if limit.rate is not None:
+        parts.append(f"rate {limit.rate} ({limit.recent} started in the current window)")
+    if limit.concurrency is not None:
+        parts.append(f"concurrency {limit.concurrency} ({limit.running} running)")
+    return ", ".join(parts)
 
 
 # -- cron ---------------------------------------------------------------------------------------

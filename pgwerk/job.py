@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
-from pgwerk._validate import INT32_MAX, integer, job_id_or_none, seconds, text
+from pgwerk._validate import INT32_MAX, integer, job_id_or_none, rate_text, seconds, text
 from pgwerk._validate import fraction as _fraction
 
 if TYPE_CHECKING:
@@ -554,3 +554,52 @@ class WorkerInfo:
     heartbeat_age: float
     active_jobs: int
     stopping: bool = False
+
+
+@dataclass(frozen=True)
+class QueueLimit:
+    """The limits of a queue, or of one function's jobs in it, and what they hold now.
+
+    Attributes:
+        queue: the queue.
+        function: the dotted path of the function whose jobs this limits, ``None`` for
+            every job of the queue.
+        rate_limit: at most this many jobs start in any window of ``rate_period`` seconds
+            (``None``: no rate limit).
+        rate_period: the window of the rate limit, in seconds.
+        concurrency: at most this many jobs run at once across every worker (``None``:
+            no concurrency limit).
+        running: jobs running now, counted against ``concurrency`` (``None`` without one).
+        recent: jobs started within the last window, counted against ``rate_limit``
+            (``None`` without one).
+        updated_at: when the limits were last set.
+    """
+
+    queue: str
+    function: str | None
+    rate_limit: int | None
+    rate_period: float | None
+    concurrency: int | None
+    running: int | None
+    recent: int | None
+    updated_at: datetime
+
+    @property
+    def rate(self) -> str | None:
+        """The rate limit as written (``"10/s"``, ``"50/15m"``), ``None`` without one."""
+        if self.rate_limit is None or self.rate_period is None:
+            return None
+        return rate_text(self.rate_limit, self.rate_period)
+
+
+class Keep(enum.Enum):
+    """The default of ``Werk.configure_queue``'s limits: leave that limit as it is."""
+
+    KEEP = "keep"
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+#: Leave a limit as it is (``configure_queue``'s default; ``None`` removes a limit).
+KEEP = Keep.KEEP

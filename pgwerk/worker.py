@@ -216,6 +216,15 @@ class Worker:
         self._waited: dict[int, float] = {}
         self._last_start: datetime | None = None
         self._hold_off_until = 0.0
+        # What the last claim said about queue limits: runnable jobs held back, and when a
+        # rate limit lets more start (seconds).
+        self._held_back = False
+        self._retry_in: float | None = None
+        # Whether some of the queues have limits (then claims obey them with a statement
+        # of their own): looked up at the start, again when a notice says they changed,
+        # and said by every heartbeat.
+        self._limited = False
+        self._limits_stale = False
         self._slot_freed_at = time.monotonic()
         self._dispatch_lock = threading.Lock()
         self.hooks = Hooks(before_process, after_process, handlers)
@@ -318,6 +327,22 @@ class Worker:
     def _register(self) -> None:
         self.store.register_worker(registration(self))
         self._registered = True
+        self._limited = self.store.has_limits(self.queues)
+
+    @property
+    def limited(self) -> bool:
+        """Whether some of this worker's queues have limits (its claims then obey them,
+        and its outcomes free the concurrency slots of their jobs)."""
+        return self._limited
+
+    def _limits_changed(self, limited: bool) -> None:
+        """Limits appeared on (or left) this worker's queues: claim with the statement
+        that obeys them (or the plain one) from now on."""
+        if limited != self._limited:
+            logger.info("queue limits %s on %s", "found" if limited else "gone",
+                        ",".join(self.queues))
+            self._limited = limited
+            self._wake.set()
 
     # -- a start that failed halfway, and parts that died ----------------------------------
 
@@ -435,6 +460,9 @@ class Worker:
             if free <= 0 and want < max(1, prefetch // 2):
                 want = 0
             try:
+                if self._limits_stale:
+                    self._limits_stale = False
+                    self._limits_changed(self.store.has_limits(self.queues))
                 if time.monotonic() >= self._next_stage:
                     self._stage()
                 # The claim's started_at is the database's clock when the statement began,
@@ -442,7 +470,9 @@ class Worker:
                 # started_at keeps the order handlers really started in, however long the
                 # answer took to come back.
                 sent = time.monotonic()
-                claimed = self._claim(want) if want > 0 else []
+                # Limited queues give only what can start now, in a free slot.
+                claimed = self._claim(want, max(0, free - len(self._buffer))) \
+                    if want > 0 else []
                 failures = 0
             except UNREACHABLE as exc:
                 failures += 1
@@ -473,14 +503,17 @@ class Worker:
             if want and len(claimed) == want:
                 continue  # there may be more; claim again as soon as slots free up
             # Only a claim that came back short says the queues are empty; with no slot
-            # free no claim was tried, and the running job may have just finished.
+            # free no claim was tried, and the running job may have just finished. Jobs a
+            # queue limit holds back are not gone: they are waited for.
             if self.burst and want and len(claimed) < want and not self._buffer \
-                    and self._idle():
+                    and not self._held_back and self._idle():
                 logger.info("burst: queues empty, stopping")
                 break
             wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
             if self._buffer:
                 wait = min(wait, self.hold_limit)
+            if want and self._retry_in is not None:
+                wait = min(wait, self._retry_in)  # when a rate limit lets more start
             self._wake.wait(wait)
 
     def _oldest_hold(self) -> float:
@@ -532,13 +565,23 @@ class Worker:
         self._last_start = start
         return (start - claimed).total_seconds()
 
-    def _claim(self, limit: int) -> list[Job]:
+    def _claim(self, limit: int, free: int | None = None) -> list[Job]:
+        """Claim up to ``limit`` jobs, of limited queues no more than ``free`` (default
+        ``limit``)."""
         queues = self.queues
         round_robin = self.dequeue_strategy is DequeueStrategy.RoundRobin and len(queues) > 1
         if round_robin:  # start after the queue of the last job claimed
             queues = queues[self._rotation:] + queues[:self._rotation]
         started = time.monotonic()
-        jobs = self.store.claim(self.dequeue_strategy.value, queues, limit, self.id)
+        limited = self._limited
+        claim = self.store.claim(self.dequeue_strategy.value, queues, limit, self.id, free,
+                                 limited=limited)
+        jobs, self._held_back, self._retry_in = claim.jobs, claim.held, claim.retry_in
+        if limited and not claim.limited:
+            self._limits_changed(False)  # the limits are gone: back to the plain claim
+        elif claim.held:
+            logger.debug("queue limits hold back runnable jobs%s", "" if claim.retry_in is None
+                         else f"; more may start in {claim.retry_in:.3f}s")
         if self._auto_prefetch is not None:
             self._adapt_prefetch(time.monotonic() - started)
         if jobs:
@@ -584,6 +627,10 @@ class Worker:
             self._wake.set()
         elif payload.startswith("q:"):
             if payload[2:] in self.queues:
+                self._wake.set()
+        elif payload.startswith("l:"):
+            if payload[2:] in self.queues:  # limits set or removed: look again
+                self._limits_stale = True
                 self._wake.set()
         elif payload.startswith("a:") and self._pool is not None:
             job_id = int(payload[2:])
@@ -726,6 +773,8 @@ class Worker:
         but it does not know of, and jobs running here that are no longer this worker's."""
         if self.metrics is not None:
             self.metrics.heartbeat()
+        if row["limited"] != self._limited:
+            self._limits_changed(row["limited"])
         if row["aborting"] and self._pool is not None:
             running = set(self._pool.running_ids())
             for job_id in row["aborting"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -48,7 +49,7 @@ def table(app: Werk, name: str = "jobs") -> sql.Composable:
 
 
 TABLES = ("jobs", "job_deps", "job_groups", "executions", "workers", "cron", "migrations",
-          "batches")
+          "batches", "queue_limits")
 
 
 def query(app: Werk, statement: str, params: Any = None) -> list[dict[str, Any]]:
@@ -108,6 +109,32 @@ def make_job(app: Werk, func: str = "tests.jobs.noop", *, args: tuple[Any, ...] 
 def backend_pid(app: Werk) -> int:
     """The server process of the pooled connection that runs the app's next statement."""
     return int(app._store.db.fetch("test", b"SELECT pg_backend_pid() AS pid")[0]["pid"])
+
+
+# -- moments -------------------------------------------------------------------------------
+
+
+def most_in_any_window(moments: list[datetime], window: timedelta) -> int:
+    """The most of ``moments`` that fall in one window ``[t, t + window)``, for any ``t``
+    (exact: timestamps are compared as they are, not as floats)."""
+    ordered = sorted(moments)
+    most = first = 0
+    for last, moment in enumerate(ordered):
+        while ordered[first] <= moment - window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most of ``(start, end)`` intervals that overlap at one moment (an interval
+    ending when another starts does not overlap it)."""
+    edges = sorted([(end, -1) for _, end in intervals] + [(start, 1) for start, _ in intervals])
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
 
 
 # -- notifications -----------------------------------------------------------------------

@@ -321,3 +321,16 @@ def callback_busy(ctx: Context) -> None:
 def fail_with_nul() -> None:
     """Fails with a message PostgreSQL's text type cannot hold as it is."""
     raise ValueError("bad byte \x00 in the middle")
+
+
+def timed(ctx: Context, seconds: float = 0.0) -> dict[str, Any]:
+    """Takes ``seconds`` and returns when it started and ended (``time.time()`` here) and
+    when its claim started it (``started_at`` as the claim stamped it, the database's
+    clock, ISO text): for rate and concurrency checks."""
+    start = time.time()
+    if seconds:
+        time.sleep(seconds)
+    end = time.time()
+    claimed = ctx.job.started_at
+    return {"start": start, "end": end, "claimed": claimed.isoformat() if claimed else None,
+            "pid": os.getpid()}

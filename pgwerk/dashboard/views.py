@@ -71,10 +71,14 @@ def _query(filters: dict[str, Any], **extra: Any) -> str:
 def overview(dash: Dashboard, req: Request) -> str:
     app = dash.app
     stats = app.queue_stats()
+    limits: dict[str, list[Any]] = {}
+    for limit in app.queue_limits():
+        limits.setdefault(limit.queue, []).append(limit)
+        stats.setdefault(limit.queue, {"oldest_queued_age": 0.0})  # limited, no jobs yet
     points = app.throughput(minutes=60)
     return dash.render(
         "overview.html", req, page_title="Overview", refresh=True,
-        stats=stats, statuses=STATUSES, workers=app.list_workers(),
+        stats=stats, limits=limits, statuses=STATUSES, workers=app.list_workers(),
         chart=throughput_chart(points),
         processed=sum(p["processed"] for p in points),
         failed=sum(p["failed"] for p in points),

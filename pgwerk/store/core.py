@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -45,6 +46,18 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 #: How many times a unique enqueue tries again when the holder of its key ends between
 #: its insert and its second look (each time needs another process to take and free it).
 _UNIQUE_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one claim got: the jobs; from a ``limited`` claim, whether any of the queues
+    still has limits, and when it got no job, whether limits held back runnable jobs
+    (``held``) and in how many seconds a rate limit lets more start (``retry_in``)."""
+
+    jobs: list[Job]
+    limited: bool = False
+    held: bool = False
+    retry_in: float | None = None
 
 
 class Store:
@@ -432,28 +445,91 @@ class Store:
     def truncate(self) -> None:
         self.fetch("truncate")
 
+    # -- queue limits --------------------------------------------------------------------
+
+    def set_queue_limit(self, queue: str, function: str, *, rate: tuple[int, float] | None,
+                        set_rate: bool, concurrency: int | None,
+                        set_concurrency: bool) -> None:
+        """Set or remove (``None``) the parts flagged ``set_*`` of a queue's limits
+        (``function`` ``""``) or of one function's in it; a row left without limits goes."""
+        self.fetch("queue_limit_set", {
+            "queue": queue, "function": function, "set_rate": set_rate,
+            "rate_limit": rate[0] if rate else None, "rate_period": rate[1] if rate else None,
+            "set_concurrency": set_concurrency, "concurrency": concurrency,
+            "channel": self.channel})
+
+    def queue_limits(self, queue: str | None = None) -> list[Row]:
+        """The limits of ``queue`` (or of every queue), with their use now."""
+        return self.fetch("queue_limit_list", {"queue": queue})
+
+    def has_limits(self, queues: list[str]) -> bool:
+        """Whether any of ``queues`` has limits."""
+        return bool(self.fetch("queue_limits_exist", {"queues": queues})[0]["limited"])
+
+    def free_slots(self, jobs: Sequence[tuple[str, str]],
+                   conn: psycopg.Connection[Any] | None = None) -> None:
+        """Free the concurrency slots of jobs (their queue and function) that stopped
+        running; on ``conn``, in the transaction that recorded their end."""
+        if jobs:
+            self.fetch("queue_limits_free", {
+                "queues": [q for q, _ in jobs], "functions": [f for _, f in jobs],
+                "channel": self.channel}, conn)
+
+    def recount_limits(self) -> int:
+        """Set the count of running jobs of every concurrency limit to the truth, in a
+        short transaction of its own (claims of those queues wait meanwhile). Returns how
+        many limits were off."""
+
+        def recount(conn: psycopg.Connection[Row]) -> int:
+            with conn.transaction():
+                if not self.fetch("queue_limits_lock", {}, conn):
+                    return 0
+                return len(self.fetch("queue_limits_recount", {}, conn))
+
+        return self.db.run("recount limits", recount)
+
     # -- the worker's hot path -----------------------------------------------------------
 
-    def claim(self, strategy: str, queues: list[str], limit: int, worker_id: str) -> list[Job]:
+    def claim(self, strategy: str, queues: list[str], limit: int, worker_id: str,
+              free: int | None = None, limited: bool = False) -> Claim:
         """Claim up to ``limit`` runnable jobs of ``queues`` for ``worker_id``, in the
-        order the dequeue ``strategy`` gives."""
-        rows = self.db.fetch("claim jobs", self.queries[f"job_claim_{strategy}"],
-                             {"queues": queues, "limit": limit, "worker": worker_id})
+        order the dequeue ``strategy`` gives.
+
+        ``limited``: some of the queues have limits, to be obeyed (``job_claim_limited``);
+        the plain claim leaves such queues alone. ``free``: the worker's free slots, the
+        most a limited queue gives (default ``limit``).
+        """
+        name = f"job_claim_limited_{strategy}" if limited else f"job_claim_{strategy}"
+        params = {"queues": queues, "limit": limit, "worker": worker_id}
+        if limited:
+            params["free"] = limit if free is None else free
+        rows = self.db.fetch("claim jobs", self.queries[name], params)
         jobs = []
         for row in rows:
-            row["worker_id"], row["heartbeat_at"] = worker_id, row["started_at"]
-            jobs.append(job_from_row(row, self.serializer))
-        return jobs
+            if row["id"] is not None:
+                row["worker_id"], row["heartbeat_at"] = worker_id, row["started_at"]
+                jobs.append(job_from_row(row, self.serializer))
+        if not limited:
+            return Claim(jobs)
+        found = bool(rows and rows[0]["limited"])
+        if jobs:
+            return Claim(jobs, limited=found)
+        retry_in = rows[0]["retry_in"]
+        return Claim(jobs, limited=found, held=bool(rows[0]["held"]),
+                     retry_in=None if retry_in is None else max(0.0, float(retry_in)))
 
     def record_outcomes(self, worker_id: str, outcomes: str, next_runs: Mapping[int, Any], *,
-                        progress: str | None = None, batches: Sequence[int] = ()) -> set[int]:
+                        progress: str | None = None, batches: Sequence[int] = (),
+                        slots: Mapping[int, tuple[str, str]] | None = None) -> set[int]:
         """One transaction: the last progress some attempts reported (``progress``, a JSON
         array, see ``job_progress_many``; None for none: no statement), the outcomes of a
         batch (a JSON array, see ``job_complete_many``), the dependents of the jobs that
         ended, and the next run of repeating jobs (``next_runs``: job id -> spec, inserted
         only for the jobs whose outcome was written). ``batches``: the ids of the batches
         (``Werk.batch``) the jobs belong to, locked first in id order (see ``batch_lock``);
-        none for most outcomes. Returns the ids whose outcome was written."""
+        none for most outcomes. ``slots`` (job id -> queue and function), given by a worker
+        of limited queues: the concurrency slots those jobs held are freed when their
+        outcome is written. Returns the ids whose outcome was written."""
 
         def write(conn: psycopg.Connection[Row]) -> set[int]:
             with conn.transaction():
@@ -465,6 +541,8 @@ class Store:
                 rows = self.fetch("job_complete_many", {
                     "batch": outcomes, "worker": worker_id, "channel": self.channel}, conn)
                 recorded = {row["id"] for row in rows}
+                if slots:
+                    self.free_slots([slots[i] for i in recorded if i in slots], conn)
                 ended = [row["id"] for row in rows
                          if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
                 if ended:

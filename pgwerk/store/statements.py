@@ -106,9 +106,9 @@ class Queries:
     def __init__(self, schema: str, prefix: str) -> None:
         self._sql: dict[str, sql.Composed] = {}
         for name, body in _blocks().items():
-            if name == "job_claim":
+            if name in ("job_claim", "job_claim_limited"):
                 for strategy, order in CLAIM_ORDERS.items():
-                    self._sql[f"job_claim_{strategy}"] = compose(
+                    self._sql[f"{name}_{strategy}"] = compose(
                         body, schema, prefix, order=sql.SQL(order))
             elif name == "job_insert":
                 self._sql[name] = compose(body, schema, prefix, source=insert_source())

@@ -70,12 +70,15 @@ def nodes(plan: Any) -> Iterator[dict[str, Any]]:
         stack.extend(node.get("Plans", []))
 
 
-def under_lock_rows(plan: Any) -> list[dict[str, Any]]:
-    """The nodes under LockRows: how the claim finds the jobs it takes."""
+def under_lock_rows(plan: Any, table: str = "jobs") -> list[dict[str, Any]]:
+    """The nodes under the LockRows that lock rows of ``table`` (the jobs: how the claim
+    finds the jobs it takes; a claim obeying limits also locks its queue_limits rows)."""
     found: list[dict[str, Any]] = []
     for node in nodes(plan):
         if node["Node Type"] == "LockRows":
-            found.extend(nodes([{"Plan": node}]))
+            below = list(nodes([{"Plan": node}]))
+            if any(n.get("Relation Name", "").endswith(f"_{table}") for n in below):
+                found.extend(below)
     return found
 
 
@@ -113,3 +116,38 @@ def test_claim_plan__check_fails_when_the_index_is_gone(app: Werk) -> None:
         plan = explain(app, "job_claim_priority",
                        {"queues": ["default"], "limit": 100, "worker": "w"}, generic)
         assert not walks_claim_index(app, plan)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_claim_plan__a_limited_queue_is_claimed_by_walking_the_claim_index_too(
+        app: Werk, strategy: str, generic: bool) -> None:
+    """With limits (on the queue, and on a function in it) the claim still finds its jobs
+    by walking the claim index, at scale."""
+    fill(app, queued=30_000, finished=30_000)
+    app.configure_queue("default", rate_limit="100000/s", concurrency=100_000)
+    app.configure_queue("default", function="tests.jobs.noop", concurrency=50_000)
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ANALYZE {}").format(table(app, "queue_limits")))
+    plan = explain(app, f"job_claim_limited_{strategy}",
+                   {"queues": ["default", "other"], "limit": 100, "free": 100, "worker": "w"},
+                   generic)
+    below = [(n["Node Type"], n.get("Index Name")) for n in under_lock_rows(plan)]
+    assert below, f"no LockRows on the jobs in the claim plan: {plan}"
+    assert walks_claim_index(app, plan), (
+        f"the claim finds its jobs with {below}, not by walking {claim_index(app)} in order")
+    limits = [(n["Node Type"], n.get("Relation Name")) for n in under_lock_rows(
+        plan, "queue_limits") if "Scan" in n["Node Type"]]
+    assert limits and all(name.endswith("_queue_limits") for _, name in limits), limits
+
+
+def test_claim_plan__the_plain_claim_only_probes_the_limits(app: Werk) -> None:
+    """A queue without limits: the limits table is read once per queue, by one scan that
+    finds nothing, and nothing of it is locked."""
+    fill(app)
+    plan = explain(app, "job_claim_priority",
+                   {"queues": ["default", "other"], "limit": 100, "worker": "w"}, False)
+    touching = [n for n in nodes(plan)
+                if n.get("Relation Name", "").endswith("_queue_limits")]
+    assert len(touching) == 1 and "Scan" in touching[0]["Node Type"], touching
+    assert not under_lock_rows(plan, "queue_limits")

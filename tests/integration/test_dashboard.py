@@ -31,6 +31,18 @@ def test_dashboard__overview_lists_queues_latency_and_throughput(app: Werk) -> N
     assert "<title>Overview · pgwerk</title>" in reply.text
 
 
+def test_dashboard__overview_shows_queue_limits_and_what_they_hold(app: Werk) -> None:
+    app.configure_queue("mail", rate_limit="10/s", concurrency=3)
+    app.configure_queue("mail", function="tests.jobs.noop", rate_limit="1/m")
+    app.configure_queue("<b>", concurrency=2)  # a queue with limits and no jobs yet
+    make_job(app, options={"_queue": "mail"}, status="active", worker_id="w", attempts=1)
+    query(app, "UPDATE {queue_limits} SET running = 1 WHERE queue = 'mail' AND function = ''")
+    text = Client(Dashboard(app)).get("/").text
+    assert ">10/s</span> · <span" in text and ">1/3 running</span>" in text
+    assert "tests.<wbr>jobs.<wbr>noop:</span>" in text and ">1/m</span>" in text
+    assert ">&lt;b&gt;</a>" in text and ">0/2 running</span>" in text
+
+
 def test_dashboard__every_page_has_a_title_viewport_favicon_and_stylesheet(app: Werk) -> None:
     job = make_job(app)
     client = Client(Dashboard(app, title="Shop jobs"))

@@ -271,6 +271,10 @@ WHERE id = %(id)s AND status IN ('active', 'aborting') RETURNING id;
 -- then merged in the worker's dequeue order (and returned in it). A job of a group enters
 -- only if the claim can insert the group's row: the primary key of job_groups settles
 -- races between workers. An attempt starts without the progress of the one before it.
+-- A queue with limits (a row in queue_limits) is left alone: a worker of such a queue
+-- claims with job_claim_limited (it learns of limits when it starts, from a notice when
+-- they are set, and at each heartbeat). A queue without limits costs one probe of that
+-- (small) table.
 WITH ranked AS (
     SELECT c.id, c.group_key, c.priority, q.pos,
         row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
@@ -285,6 +289,7 @@ WITH ranked AS (
         LIMIT %(limit)s
         FOR UPDATE OF j SKIP LOCKED
     ) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM {queue_limits} l WHERE l.queue = q.name)
 ),
 picked AS (
     SELECT id, group_key, priority, ord FROM (
@@ -317,6 +322,161 @@ claimed AS (
 )
 -- In the order picked, so that the worker starts them in that order.
 SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY picked.ord;
+
+-- name: job_claim_limited
+-- job_claim for a worker some of whose queues have limits (queue_limits), obeying them.
+-- The limits of the worker's queues are locked first, in key order, so that the claims of
+-- a limited queue take turns, and their clock is read once they are held: the moment
+-- charged to the limits, and the started_at of the jobs claimed (never earlier than a
+-- moment charged before, so each limit's claims are in order). A limited queue gives no
+-- more than its limits allow now, nor more than %(free)s (the worker's free slots: its
+-- jobs start at once); a function with no room left is skipped in the walk, and at most
+-- its room of a function is taken. The limits are charged with what was really claimed.
+-- The answer has one row (job columns NULL) when nothing was claimed. Every row says
+-- whether any of the queues still has limits (`limited`); `held`, that a limited queue
+-- gave nothing though it has runnable jobs; `retry_in`, in how many seconds a rate limit
+-- lets more start.
+WITH lim AS MATERIALIZED (
+    SELECT l.queue, l.function, l.rate_limit, l.rate_period, l.concurrency, l.running,
+        l.recent_at, l.recent_n, l.recent_since
+    FROM {queue_limits} l
+    WHERE l.queue = ANY(%(queues)s::text[])
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE
+),
+clock AS MATERIALIZED (
+    SELECT greatest(clock_timestamp(), max(l.recent_at[cardinality(l.recent_at)])) AS at
+    FROM lim l
+),
+room AS MATERIALIZED (
+    SELECT l.queue, l.function, l.rate_limit IS NOT NULL AS rated,
+        greatest(0, least(l.concurrency - l.running, l.rate_limit - w.used)) AS room,
+        extract(epoch FROM w.oldest + make_interval(secs => l.rate_period) - c.at)::float8
+            AS frees_in
+    FROM lim l
+    CROSS JOIN clock c
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(e.n), 0) AS used, min(e.at) AS oldest
+        FROM unnest(l.recent_at, l.recent_n) AS e(at, n)
+        WHERE e.at > c.at - make_interval(secs => l.rate_period)
+    ) AS w
+),
+caps AS (
+    SELECT queue, least(%(free)s::int, min(room) FILTER (WHERE function = '')) AS cap,
+        bool_or(function <> '') AS per_function,
+        array_agg(function) FILTER (WHERE function <> '' AND room = 0) AS blocked
+    FROM room GROUP BY queue
+),
+ranked AS (
+    SELECT c.id, c.group_key, c.priority, q.name AS queue, q.pos,
+        row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    LEFT JOIN caps k ON k.queue = q.name
+    CROSS JOIN LATERAL (
+        -- The queue's limits (cap NULL: none) stop the walk early; with limits of some
+        -- of its functions, the walk goes on (up to `limit` rows) past the jobs of a
+        -- function beyond its room.
+        SELECT w.id, w.group_key, w.priority FROM (
+            SELECT v.*, row_number() OVER (PARTITION BY v.function
+                                           ORDER BY v.priority DESC, v.id) AS nth
+            FROM (
+                SELECT j.id, j.group_key, j.priority, j.function FROM {jobs} j
+                WHERE j.status = 'queued' AND j.queue = q.name
+                  AND (j.expires_at IS NULL OR j.expires_at > now())
+                  AND (j.group_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key))
+                  AND (k.blocked IS NULL OR j.function <> ALL (k.blocked))
+                ORDER BY j.priority DESC, j.id
+                LIMIT CASE WHEN k.per_function THEN %(limit)s
+                           ELSE least(%(limit)s, k.cap) END
+                FOR UPDATE OF j SKIP LOCKED
+            ) AS v
+        ) AS w
+        LEFT JOIN room f ON f.queue = q.name AND f.function = w.function
+        WHERE f.room IS NULL OR w.nth <= f.room
+        ORDER BY w.priority DESC, w.id
+        LIMIT k.cap
+    ) AS c
+),
+picked AS (
+    SELECT id, group_key, priority, ord FROM (
+        SELECT id, group_key, priority,
+            row_number() OVER (ORDER BY {order}) AS ord
+        FROM ranked) AS numbered
+    WHERE ord <= %(limit)s
+),
+grouped AS (
+    INSERT INTO {job_groups} (group_key, job_id)
+    SELECT DISTINCT ON (group_key) group_key, id FROM picked
+    WHERE group_key IS NOT NULL
+    ORDER BY group_key, priority DESC, id
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
+),
+claimed AS (
+    UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1,
+        started_at = (SELECT at FROM clock), heartbeat_at = now(), worker_id = %(worker)s,
+        error = NULL, progress = NULL, progress_message = NULL
+    WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
+                   UNION ALL SELECT job_id FROM grouped)
+    RETURNING j.*
+),
+charged AS (
+    -- Per limit, the jobs it counts (a function's limit: only that function's); the
+    -- claims of the last window as (moment, count) pairs, this one joining the last pair
+    -- if that began less than a hundredth of the window ago.
+    UPDATE {queue_limits} l SET
+        running = l.running + CASE WHEN l.concurrency IS NULL THEN 0 ELSE u.n END,
+        recent_at = u.recent_at, recent_n = u.recent_n, recent_since = u.recent_since
+    FROM (
+        SELECT m.queue, m.function, t.n,
+            CASE WHEN m.rate_limit IS NULL THEN '{{}}'
+                 WHEN s.joins THEN s.kept_at[1:cardinality(s.kept_at) - 1] || c.at
+                 ELSE s.kept_at || c.at END AS recent_at,
+            CASE WHEN m.rate_limit IS NULL THEN '{{}}'
+                 WHEN s.joins THEN s.kept_n[1:cardinality(s.kept_n) - 1]
+                                   || (s.kept_n[cardinality(s.kept_n)] + t.n)::int
+                 ELSE s.kept_n || t.n::int END AS recent_n,
+            CASE WHEN m.rate_limit IS NULL THEN NULL
+                 WHEN s.joins THEN m.recent_since ELSE c.at END AS recent_since
+        FROM lim m
+        CROSS JOIN clock c
+        JOIN (SELECT x.queue, x.function, count(*) AS n
+              FROM lim x JOIN claimed j
+                ON j.queue = x.queue AND (x.function = '' OR x.function = j.function)
+              GROUP BY x.queue, x.function) AS t
+          ON t.queue = m.queue AND t.function = m.function
+        CROSS JOIN LATERAL (
+            SELECT coalesce(array_agg(e.at ORDER BY e.ord), '{{}}') AS kept_at,
+                coalesce(array_agg(e.n ORDER BY e.ord), '{{}}') AS kept_n,
+                coalesce(bool_or(e.ord = cardinality(m.recent_at))
+                         AND c.at - m.recent_since
+                             < make_interval(secs => m.rate_period / 100), false) AS joins
+            FROM unnest(m.recent_at, m.recent_n) WITH ORDINALITY AS e(at, n, ord)
+            WHERE e.at > c.at - make_interval(secs => m.rate_period)
+        ) AS s
+    ) AS u
+    WHERE l.queue = u.queue AND l.function = u.function
+),
+hint AS (
+    SELECT bool_or(true) AS held,
+        min(f.frees_in) FILTER (WHERE f.rated AND f.room < least(%(free)s, %(limit)s))
+            AS retry_in
+    FROM caps k
+    JOIN room f ON f.queue = k.queue
+    WHERE %(free)s > 0
+      AND NOT EXISTS (SELECT 1 FROM ranked r WHERE r.queue = k.queue)
+      AND EXISTS (SELECT 1 FROM {jobs} j
+                  WHERE j.status = 'queued' AND j.queue = k.queue
+                    AND (j.expires_at IS NULL OR j.expires_at > now())
+                    AND (j.group_key IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key)))
+)
+-- In the order picked, so that the worker starts them in that order.
+SELECT claimed.*, EXISTS (SELECT 1 FROM lim) AS limited, h.held, h.retry_in
+FROM hint h
+LEFT JOIN (claimed JOIN picked ON picked.id = claimed.id) ON true
+ORDER BY picked.ord;
 
 -- name: job_complete_many
 -- Record the outcome of a batch of attempts, sent as one JSON array of
@@ -429,14 +589,28 @@ WITH back AS (
                         THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
-    RETURNING j.id, j.status, j.queue, j.has_dependents
+    RETURNING j.id, j.status, j.queue, j.function, j.has_dependents
 ),
 freed AS (
     DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM back GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
-    FROM (SELECT DISTINCT queue FROM back WHERE status = 'queued') AS q
+    FROM (SELECT queue FROM back WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
 ),
 told AS (
     SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
@@ -465,7 +639,8 @@ WITH back AS (
                         THEN now() + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END
     WHERE j.id = ANY(%(ids)s::bigint[]) AND j.worker_id = %(worker)s
       AND j.status IN ('active', 'aborting')
-    RETURNING j.id, j.status, j.queue, j.group_key, j.attempts, j.started_at, j.has_dependents
+    RETURNING j.id, j.status, j.queue, j.function, j.group_key, j.attempts, j.started_at,
+        j.has_dependents
 ),
 history AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, started_at, outcome, error)
@@ -474,9 +649,23 @@ history AS (
 freed AS (
     DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM back GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
-    FROM (SELECT DISTINCT queue FROM back WHERE status = 'queued') AS q
+    FROM (SELECT queue FROM back WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
 ),
 told AS (
     SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
@@ -496,16 +685,34 @@ WITH done AS (
         completed_at = now(), purge_at = now() + interval '7 days'
     WHERE j.id = %(id)s AND j.attempts = %(attempt)s
       AND CASE WHEN j.worker_id = %(worker)s AND j.status IN ('active', 'aborting') THEN true END
-    RETURNING j.id, j.status, j.group_key, j.has_dependents
+    RETURNING j.id, j.status, j.queue, j.function, j.group_key, j.has_dependents
 ),
 freed AS (
     DELETE FROM {job_groups} g USING done
     WHERE g.group_key = done.group_key AND g.job_id = done.id
 ),
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM done GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM slots) AS q
+),
 told AS (
     SELECT pg_notify(%(channel)s, 'd:' || id) FROM done
 )
 SELECT done.id, done.status, done.has_dependents FROM done
+CROSS JOIN (SELECT count(*) FROM wake) AS w
 CROSS JOIN (SELECT count(*) FROM told) AS t;
 
 -- name: job_stage_scheduled
@@ -529,8 +736,8 @@ SELECT (SELECT count(*) FROM staged) AS staged,
 
 -- name: job_heartbeat_many
 -- A worker's heartbeat: renew itself and its heartbeating jobs; learn which of its jobs
--- were asked to abort, which attempts ('id:attempt') the database says it holds, and
--- whether it is still registered.
+-- were asked to abort, which attempts ('id:attempt') the database says it holds, whether
+-- it is still registered, and whether any of its queues has limits.
 WITH me AS (
     UPDATE {workers} SET heartbeat_at = now() WHERE id = %(worker)s RETURNING id
 ),
@@ -545,7 +752,9 @@ SELECT (SELECT count(*) FROM me) AS registered,
        ARRAY(SELECT id FROM {jobs} WHERE worker_id = %(worker)s AND status = 'aborting')
            AS aborting,
        ARRAY(SELECT id || ':' || attempts FROM {jobs} WHERE worker_id = %(worker)s
-             AND status IN ('active', 'aborting')) AS held;
+             AND status IN ('active', 'aborting')) AS held,
+       EXISTS (SELECT 1 FROM {queue_limits} l JOIN {workers} w ON l.queue = ANY(w.queues)
+               WHERE w.id = %(worker)s) AS limited;
 
 -- name: deps_resolve
 -- Promote or fail waiting jobs whose dependencies have all ended. With %(ids)s NULL every
@@ -703,14 +912,28 @@ upd AS (
                         THEN {now} + make_interval(secs => CASE WHEN j.failure_ttl IS NOT NULL THEN least(j.failure_ttl, 315576000) END) END,
         worker_id = NULL
     FROM lost WHERE j.id = lost.id
-    RETURNING j.id, j.status, j.queue, j.has_dependents
+    RETURNING j.id, j.status, j.queue, j.function, j.has_dependents
 ),
 freed AS (
     DELETE FROM {job_groups} g USING upd WHERE g.job_id = upd.id
 ),
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM upd GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+),
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
-    FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') AS q
+    FROM (SELECT queue FROM upd WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
 ),
 told AS (
     SELECT pg_notify(%(channel)s, CASE WHEN count(*) <= 300
@@ -797,7 +1020,124 @@ ORDER BY queue, status;
 -- name: truncate
 -- Empty every table of the app (tests).
 TRUNCATE {jobs}, {job_deps}, {job_groups}, {executions}, {workers}, {cron},
-    {leases}, {batches};
+    {leases}, {batches}, {queue_limits};
+
+-- name: queue_limit_set
+-- Set, change or remove the limits of a queue (function '') or of one function's jobs in
+-- it: only the parts whose set_* flag is true change, the others stay as the row has them.
+-- A row left without any limit is deleted (an unlimited queue has no row). When a
+-- concurrency limit starts, the jobs running now are counted (as this statement sees
+-- them; the sweep recounts). Workers of the queue are told ('l:' notice): they claim with
+-- job_claim_limited from then on, or again with job_claim.
+WITH cur AS (
+    SELECT * FROM {queue_limits}
+    WHERE queue = %(queue)s AND function = %(function)s
+    FOR UPDATE
+),
+want AS (
+    SELECT CASE WHEN %(set_rate)s THEN %(rate_limit)s::int ELSE c.rate_limit END AS rate_limit,
+        CASE WHEN %(set_rate)s THEN %(rate_period)s::float8 ELSE c.rate_period END
+            AS rate_period,
+        CASE WHEN %(set_concurrency)s THEN %(concurrency)s::int ELSE c.concurrency END
+            AS concurrency,
+        (SELECT count(*) FROM {jobs} j
+         WHERE j.status IN ('active', 'aborting') AND j.queue = %(queue)s
+           AND (%(function)s = '' OR j.function = %(function)s))::int AS running_now
+    FROM (SELECT 1) AS one LEFT JOIN cur c ON true
+),
+gone AS (
+    DELETE FROM {queue_limits} l USING want w
+    WHERE l.queue = %(queue)s AND l.function = %(function)s
+      AND w.rate_limit IS NULL AND w.concurrency IS NULL
+),
+put AS (
+    INSERT INTO {queue_limits} AS l (queue, function, rate_limit, rate_period, concurrency,
+        running)
+    SELECT %(queue)s, %(function)s, w.rate_limit, w.rate_period, w.concurrency,
+        CASE WHEN w.concurrency IS NOT NULL THEN w.running_now ELSE 0 END
+    FROM want w WHERE w.rate_limit IS NOT NULL OR w.concurrency IS NOT NULL
+    ON CONFLICT (queue, function) DO UPDATE SET
+        rate_limit = CASE WHEN %(set_rate)s THEN excluded.rate_limit ELSE l.rate_limit END,
+        rate_period = CASE WHEN %(set_rate)s THEN excluded.rate_period ELSE l.rate_period END,
+        concurrency = CASE WHEN %(set_concurrency)s THEN excluded.concurrency
+                           ELSE l.concurrency END,
+        running = CASE WHEN NOT %(set_concurrency)s THEN l.running
+                       WHEN excluded.concurrency IS NULL THEN 0
+                       WHEN l.concurrency IS NULL THEN excluded.running
+                       ELSE l.running END,
+        updated_at = now()
+    RETURNING l.queue
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'l:' || %(queue)s)
+)
+SELECT (SELECT count(*) FROM put) AS kept, (SELECT count(*) FROM wake) AS woken;
+
+-- name: queue_limits_exist
+-- Whether any of the given queues has limits (a worker of such a queue claims with
+-- job_claim_limited).
+SELECT EXISTS (SELECT 1 FROM {queue_limits} WHERE queue = ANY(%(queues)s::text[]))
+    AS limited;
+
+-- name: queue_limits_free
+-- Free the concurrency slots of jobs whose end was just recorded (one queue and function
+-- per job), in the transaction that recorded it, and wake the workers of those queues.
+-- A worker of a limited queue runs it after job_complete_many.
+WITH ended AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(functions)s::text[]) AS e(queue, function)
+),
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM ended GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+),
+wake AS (
+    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM slots) AS q
+)
+SELECT (SELECT count(*) FROM slots) AS freed, (SELECT count(*) FROM wake) AS woken;
+
+-- name: queue_limit_list
+-- The limits (of one queue, or all), with what they hold now: the jobs started within
+-- the current window of a rate limit, and the running ones of a concurrency limit.
+SELECT l.queue, l.function, l.rate_limit, l.rate_period, l.concurrency,
+    CASE WHEN l.concurrency IS NOT NULL THEN l.running END AS running,
+    CASE WHEN l.rate_limit IS NOT NULL THEN (
+        SELECT coalesce(sum(e.n), 0) FROM unnest(l.recent_at, l.recent_n) AS e(at, n)
+        WHERE e.at > now() - make_interval(secs => l.rate_period))::int END AS recent,
+    l.updated_at
+FROM {queue_limits} l
+WHERE %(queue)s::text IS NULL OR l.queue = %(queue)s
+ORDER BY l.queue, l.function;
+
+-- name: queue_limits_lock
+-- The concurrency limits, locked in key order (as claims lock them) so that no claim
+-- changes them while the next statement, in the same transaction, recounts them.
+SELECT queue, function FROM {queue_limits} WHERE concurrency IS NOT NULL
+ORDER BY queue, function
+FOR NO KEY UPDATE;
+
+-- name: queue_limits_recount
+-- Each concurrency limit's count of running jobs set to the truth (a count drifts only
+-- when a job row changes outside pgwerk's statements, or in the instant a limit starts);
+-- the limits it corrected.
+UPDATE {queue_limits} l SET running = c.n
+FROM (SELECT m.queue, m.function, count(j.id)::int AS n
+      FROM {queue_limits} m
+      LEFT JOIN {jobs} j ON j.status IN ('active', 'aborting') AND j.queue = m.queue
+           AND (m.function = '' OR j.function = m.function)
+      WHERE m.concurrency IS NOT NULL
+      GROUP BY m.queue, m.function) AS c
+WHERE l.queue = c.queue AND l.function = c.function AND l.running <> c.n
+RETURNING l.queue, l.function, l.running;
 
 -- name: cron_lock
 -- Try to become the one active cron scheduler: a session lock, held until the scheduler
