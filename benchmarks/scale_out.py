@@ -212,7 +212,7 @@ def workers(dsn: str, jobs: int, processes: int, timeout: float = 600.0) -> Resu
         app = m._app(dsn, schema)
         try:
             m.fill(app, jobs)  # enqueue_many + VACUUM ANALYZE, as the run.py burn-downs
-            channel = app.channel
+            channel = app._store.channel
         finally:
             app.close()
         table = m._jobs_table(schema)
