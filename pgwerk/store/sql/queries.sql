@@ -82,11 +82,11 @@ ins AS (
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING j.id, j.status, j.queue, j.scheduled_at, j.enqueued_at, j.expires_at, j.completed_at,
         j.error
-),
-wake AS (
-    SELECT pg_notify(%(channel)s, 'q:' || queue) FROM ins WHERE status = 'queued'
 )
-SELECT ins.* FROM ins CROSS JOIN (SELECT count(*) FROM wake) AS w;
+-- The notice in the select list: evaluated for the one row, without a join.
+SELECT ins.*, CASE WHEN ins.status = 'queued' THEN pg_notify(%(channel)s, 'q:' || ins.queue)
+              END AS woken
+FROM ins;
 
 -- name: job_insert_unique
 -- job_insert for a batch with unique jobs (_unique); the other jobs of the batch come
