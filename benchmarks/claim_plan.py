@@ -31,6 +31,7 @@ Generating 6M rows takes a few minutes and ~3 GB; ``--keep`` leaves the schema
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -253,10 +254,12 @@ def other_plans(conn: psycopg.Connection[Any], app: Any, label: str) -> dict[str
         rows = conn.execute(
             sql.SQL("SELECT id, attempts FROM {} WHERE worker_id = %s AND status = 'active' "
                     "ORDER BY id").format(jobs_table(app.config.schema)), [worker]).fetchall()
-        return {"ids": [r[0] for r in rows], "attempts": [r[1] for r in rows],
-                "statuses": ["complete"] * len(rows), "results": ["null"] * len(rows),
-                "errors": [None] * len(rows), "delays": [0.0] * len(rows), "worker": worker,
-                "channel": app._store.channel}
+        # As the completion writer sends them: one JSON array of
+        # [id, attempt, status, result, error, delay, waited, kind].
+        batch = json.dumps([[r[0], r[1], "complete", "null", None, 0.0, 0.0, "success"]
+                            for r in rows])
+        return {"batch": batch, "worker": worker, "channel": app._store.channel,
+                "ids": [r[0] for r in rows]}
 
     with conn.transaction(force_rollback=True):
         hold_100()

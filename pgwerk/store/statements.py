@@ -105,8 +105,20 @@ class Queries:
 
     def __init__(self, schema: str, prefix: str) -> None:
         self._sql: dict[str, sql.Composed] = {}
-        for name, body in _blocks().items():
-            if name in ("job_claim", "job_claim_limited"):
+        blocks = _blocks()
+        for name, body in blocks.items():
+            if name.startswith("claim_picked_"):
+                continue  # parts of job_claim, not statements
+            if name == "job_claim":
+                for strategy, order in CLAIM_ORDERS.items():
+                    picked = compose(blocks["claim_picked_queues"], schema, prefix,
+                                     order=sql.SQL(order))
+                    self._sql[f"{name}_{strategy}"] = compose(body, schema, prefix,
+                                                              picked=picked)
+                self._sql["job_claim_one"] = compose(
+                    body, schema, prefix,
+                    picked=compose(blocks["claim_picked_one"], schema, prefix))
+            elif name == "job_claim_limited":
                 for strategy, order in CLAIM_ORDERS.items():
                     self._sql[f"{name}_{strategy}"] = compose(
                         body, schema, prefix, order=sql.SQL(order))

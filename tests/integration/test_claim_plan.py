@@ -106,6 +106,19 @@ def test_claim_plan__candidates_come_from_the_claim_index(app: Werk, strategy: s
         f"the claim finds its jobs with {below}, not by walking {claim_index(app)} in order")
 
 
+@pytest.mark.parametrize("generic", [False, True], ids=["custom_plan", "generic_plan"])
+def test_claim_plan__a_one_queue_claim_walks_the_claim_index_too(app: Werk,
+                                                                generic: bool) -> None:
+    """The claim of a worker of one queue (``job_claim_one``) finds its jobs the same way."""
+    fill(app)
+    plan = explain(app, "job_claim_one", {"queue": "default", "limit": 100, "worker": "w"},
+                   generic)
+    below = [(n["Node Type"], n.get("Index Name")) for n in under_lock_rows(plan)]
+    assert below, f"no LockRows in the claim plan: {plan}"
+    assert walks_claim_index(app, plan), (
+        f"the claim finds its jobs with {below}, not by walking {claim_index(app)} in order")
+
+
 def test_claim_plan__check_fails_when_the_index_is_gone(app: Werk) -> None:
     """The check above is not vacuous: without the index the plan no longer qualifies."""
     fill(app)

@@ -274,30 +274,10 @@ WHERE id = %(id)s AND status IN ('active', 'aborting') RETURNING id;
 -- A queue with limits (a row in queue_limits) is left alone: a worker of such a queue
 -- claims with job_claim_limited (it learns of limits when it starts, from a notice when
 -- they are set, and at each heartbeat). A queue without limits costs one probe of that
--- (small) table.
-WITH ranked AS (
-    SELECT c.id, c.group_key, c.priority, q.pos,
-        row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
-    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
-    CROSS JOIN LATERAL (
-        SELECT j.id, j.group_key, j.priority FROM {jobs} j
-        WHERE j.status = 'queued' AND j.queue = q.name
-          AND (j.expires_at IS NULL OR j.expires_at > now())
-          AND (j.group_key IS NULL OR NOT EXISTS (
-              SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key))
-        ORDER BY j.priority DESC, j.id
-        LIMIT %(limit)s
-        FOR UPDATE OF j SKIP LOCKED
-    ) AS c
-    WHERE NOT EXISTS (SELECT 1 FROM {queue_limits} l WHERE l.queue = q.name)
-),
-picked AS (
-    SELECT id, group_key, priority, ord FROM (
-        SELECT id, group_key, priority,
-            row_number() OVER (ORDER BY {order}) AS ord
-        FROM ranked) AS numbered
-    WHERE ord <= %(limit)s
-),
+-- (small) table. The jobs are picked by one of the claim_picked_* parts below: from
+-- several queues merged in the worker's order, or from one queue (simpler to plan, and
+-- the claim is planned at every run: it runs at every wake-up of an idle worker).
+WITH {picked},
 grouped AS (
     INSERT INTO {job_groups} (group_key, job_id)
     SELECT DISTINCT ON (group_key) group_key, id FROM picked
@@ -322,6 +302,53 @@ claimed AS (
 )
 -- In the order picked, so that the worker starts them in that order.
 SELECT claimed.* FROM claimed JOIN picked ON picked.id = claimed.id ORDER BY picked.ord;
+
+-- name: claim_picked_queues
+-- Part of job_claim (not a statement): the jobs of several queues, walked per queue in
+-- (priority DESC, id) order, stopping after `limit` unlocked rows each, then merged in the
+-- worker's dequeue order ({order}).
+ranked AS (
+    SELECT c.id, c.group_key, c.priority, q.pos,
+        row_number() OVER (PARTITION BY q.pos ORDER BY c.priority DESC, c.id) AS rank
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    CROSS JOIN LATERAL (
+        SELECT j.id, j.group_key, j.priority FROM {jobs} j
+        WHERE j.status = 'queued' AND j.queue = q.name
+          AND (j.expires_at IS NULL OR j.expires_at > now())
+          AND (j.group_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key))
+        ORDER BY j.priority DESC, j.id
+        LIMIT %(limit)s
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS c
+    WHERE NOT EXISTS (SELECT 1 FROM {queue_limits} l WHERE l.queue = q.name)
+),
+picked AS (
+    SELECT id, group_key, priority, ord FROM (
+        SELECT id, group_key, priority,
+            row_number() OVER (ORDER BY {order}) AS ord
+        FROM ranked) AS numbered
+    WHERE ord <= %(limit)s
+)
+
+-- name: claim_picked_one
+-- Part of job_claim (not a statement): the jobs of one queue (%(queue)s), walked in
+-- (priority DESC, id) order, stopping after `limit` unlocked rows.
+picked AS (
+    SELECT c.id, c.group_key, c.priority,
+        row_number() OVER (ORDER BY c.priority DESC, c.id) AS ord
+    FROM (
+        SELECT j.id, j.group_key, j.priority FROM {jobs} j
+        WHERE j.status = 'queued' AND j.queue = %(queue)s
+          AND (j.expires_at IS NULL OR j.expires_at > now())
+          AND (j.group_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key))
+          AND NOT EXISTS (SELECT 1 FROM {queue_limits} l WHERE l.queue = %(queue)s)
+        ORDER BY j.priority DESC, j.id
+        LIMIT %(limit)s
+        FOR UPDATE OF j SKIP LOCKED
+    ) AS c
+)
 
 -- name: job_claim_limited
 -- job_claim for a worker some of whose queues have limits (queue_limits), obeying them.
