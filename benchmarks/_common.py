@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -354,3 +354,23 @@ def fmt(value: float, digits: int | None = None) -> str:
     if digits is None:
         digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
     return f"{value:,.{digits}f}"
+
+
+def run_interleaved(calls: dict[str, Callable[[], dict[str, float]]], repeats: int,
+                    log: Callable[[str], None]) -> dict[str, list[dict[str, float]]]:
+    """Every measure once per repeat, in turn (so that all meet the same moments of a
+    noisy machine); a measure that fails is logged and recorded as an error, and the
+    others go on."""
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
+    for r in range(repeats):
+        for name, call in calls.items():
+            started = time.monotonic()
+            try:
+                value = call()
+            except Exception as exc:  # one failed measure must not lose the others
+                log(f"[{r + 1}/{repeats}] {name}: FAILED {type(exc).__name__}: {exc}")
+                value = {"error": float("nan")}
+            results[name].append(value)
+            shown = ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
+            log(f"[{r + 1}/{repeats}] {name}: {shown} ({time.monotonic() - started:.1f}s)")
+    return results

@@ -27,6 +27,7 @@ from benchmarks._common import (
     machine_facts,
     pgwerk_source,
     resolve_dsn,
+    run_interleaved,
     server_facts,
     summary,
     table_markdown,
@@ -161,19 +162,7 @@ def run_all(dsn: str, sizes: Sizes, repeats: int, only: set[str] | None,
             raise SystemExit(f"--only: unknown measure(s) {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(plan)}")
         plan = {k: v for k, v in plan.items() if k in only}
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in plan}
-    for r in range(repeats):
-        for name, call in plan.items():
-            started = time.monotonic()
-            try:
-                value = call()
-            except Exception as exc:  # one failed measure must not lose the others
-                log(f"[{r + 1}/{repeats}] {name}: FAILED {type(exc).__name__}: {exc}")
-                value = {"error": float("nan")}
-            results[name].append(value)
-            shown = ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-            log(f"[{r + 1}/{repeats}] {name}: {shown} ({time.monotonic() - started:.1f}s)")
-    return results
+    return run_interleaved(plan, repeats, log)
 
 
 def report(results: dict[str, list[dict[str, float]]],

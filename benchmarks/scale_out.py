@@ -51,6 +51,7 @@ from benchmarks._common import (
     machine_facts,
     pgwerk_source,
     resolve_dsn,
+    run_interleaved,
     schema_for,
     server_facts,
     summary,
@@ -339,23 +340,6 @@ def plan(dsn: str, jobs: int, processes: Sequence[int]) -> dict[str, Callable[[]
     return calls
 
 
-def run_all(calls: dict[str, Callable[[], Result]], repeats: int,
-            log: Callable[[str], None]) -> dict[str, list[Result]]:
-    results: dict[str, list[Result]] = {name: [] for name in calls}
-    for r in range(repeats):
-        for name, call in calls.items():
-            started = time.monotonic()
-            try:
-                value = call()
-            except Exception as exc:  # one failed measure must not lose the others
-                log(f"[{r + 1}/{repeats}] {name}: FAILED {type(exc).__name__}: {exc}")
-                value = {"error": float("nan")}
-            results[name].append(value)
-            shown = ", ".join(f"{k}={fmt(v)}" for k, v in value.items())
-            log(f"[{r + 1}/{repeats}] {name}: {shown} ({time.monotonic() - started:.1f}s)")
-    return results
-
-
 def _values(runs: Sequence[Result], key: str = "jobs_per_s") -> list[float]:
     return [run.get(key, float("nan")) for run in runs]
 
@@ -467,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     log(f"pgwerk from {source['path']} @ {source.get('commit', '?')}; {jobs:,} jobs per run, "
         f"processes {processes}, {repeats} repeat(s){' (quick)' if args.quick else ''}")
     started, load_before = time.time(), os.getloadavg()
-    results = run_all(plan(dsn, jobs, processes), repeats, log)
+    results = run_interleaved(plan(dsn, jobs, processes), repeats, log)
     load_after = os.getloadavg()
     elapsed = time.time() - started
     c_header, c_lines = curve(results, processes)
