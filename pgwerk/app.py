@@ -718,9 +718,9 @@ def _filter_id(name: str, value: int | str | None) -> int | None:
         return None
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise ValueError(f"{name} must be an id (an int or decimal string), got {value!r}")
-    if value > 2**63 - 1:
+    if value > BIGINT_MAX:
         return -1  # nothing has it; a bigint parameter cannot hold it
     return value
 
