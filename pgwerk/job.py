@@ -210,6 +210,10 @@ class Dependency:
 #: statuses, so a set without one of these could see a row come back into it next to a
 #: newer duplicate, and the worker's or the sweep's statement fail.
 UNIQUE_REQUIRED_STATES = ("scheduled", "queued", "waiting", "active", "aborting")
+#: The required statuses a ``Unique`` must name itself; the other two are added for it, as
+#: they are forms of these (``waiting`` is queued behind a dependency, ``aborting`` is active
+#: and being cancelled), so ``states=("queued", "scheduled", "active")`` means all five.
+UNIQUE_NAMED_STATES = ("scheduled", "queued", "active")
 #: The statuses a ``Unique`` may add: a job that ended this way still holds its key (until
 #: its row is purged, or its ``period`` is over).
 UNIQUE_OPTIONAL_STATES = ("complete", "failed", "aborted", "expired")
@@ -231,7 +235,8 @@ class Unique:
             other jobs without it). Default: function, queue and arguments.
         states: the statuses in which a job holds its key: always ``scheduled``,
             ``queued``, ``waiting``, ``active`` and ``aborting`` (a job moves between
-            them by itself), plus any of ``complete``, ``failed``, ``aborted``,
+            them by itself; ``waiting`` and ``aborting`` are added when the first three
+            are given), plus any of ``complete``, ``failed``, ``aborted``,
             ``expired`` to also turn away duplicates of a job that ended so (until its
             row is purged, or its period is over). ``JobStatus`` members work too.
         period: seconds (or a ``timedelta``, at least one second): uniqueness per time
@@ -300,14 +305,16 @@ def _unique_states(value: object) -> tuple[str, ...]:
         if name not in allowed:
             raise ValueError(f"Unique.states: {state!r} is not one of {', '.join(allowed)}")
         given.add(name)
-    missing = [s for s in UNIQUE_REQUIRED_STATES if s not in given]
+    missing = [s for s in UNIQUE_NAMED_STATES if s not in given]
     if missing:
         raise ValueError(
-            f"Unique.states must include {', '.join(UNIQUE_REQUIRED_STATES)} (a job moves "
+            f"Unique.states must include {', '.join(UNIQUE_NAMED_STATES)} (a job moves "
             f"between them by itself, so the database could not keep it unique without "
-            f"them); missing: {', '.join(missing)}. Add any of "
+            f"them; waiting and aborting are added for you); missing: "
+            f"{', '.join(missing)}. Add any of "
             f"{', '.join(UNIQUE_OPTIONAL_STATES)} to them, e.g. "
             "states=(*Unique.REQUIRED_STATES, 'complete')")
+    given.update(UNIQUE_REQUIRED_STATES)
     return tuple(s for s in allowed if s in given)
 
 

@@ -161,6 +161,17 @@ def test_enqueue_unique__every_unended_status_holds_the_key(app: Werk, status: s
     assert app.enqueue(jobs.add, 1, 2, _unique=True).id == first.id  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("status", ["waiting", "aborting"])
+def test_enqueue_unique__queued_scheduled_active_also_holds_it_waiting_and_aborting(
+        app: Werk, status: str) -> None:
+    named = Unique(by=("function", "args"), states=("queued", "scheduled", "active"),
+                   period=3600)
+    holder = make_job(app, "tests.jobs.add", args=(1, 2), options={"_unique": named},
+                      status=status)
+    assert app.enqueue(jobs.add, 1, 2, _unique=named).id == holder.id  # type: ignore[union-attr]
+    assert count_rows(app) == 1
+
+
 @pytest.mark.parametrize("status", ["complete", "failed", "aborted", "expired"])
 def test_enqueue_unique__an_ended_status_holds_the_key_only_when_chosen(
         app: Werk, status: str) -> None:

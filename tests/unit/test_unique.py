@@ -37,6 +37,23 @@ def test_unique__states_are_kept_in_one_order_whatever_the_order_given() -> None
     assert made == Unique(states=(*Unique.REQUIRED_STATES, "complete"))
 
 
+@pytest.mark.parametrize("states", [
+    ("queued", "scheduled", "active"), ("active", "queued", "scheduled", "complete"),
+    ("queued", "scheduled", "active", "waiting"),
+])
+def test_unique__waiting_and_aborting_are_added_to_queued_scheduled_active(states: Any) -> None:
+    made = Unique(states=states)
+    assert made.states[:len(UNENDED)] == UNENDED
+    assert set(made.states) == {*UNENDED, *states}
+
+
+def test_unique__the_issue_example_is_the_default_set_with_a_period() -> None:
+    made = Unique(by=("function", "args"), states=("queued", "scheduled", "active"),
+                  period=3600)
+    assert made.states == Unique().states == UNENDED
+    assert made.period == 3600
+
+
 def test_unique__job_status_members_are_statuses_too() -> None:
     assert Unique(states=[JobStatus(s) for s in UNENDED]).states == UNENDED
 
@@ -66,8 +83,8 @@ def test_unique__by_outside_the_fields_is_refused_naming_it(by: Any, error: type
 
 
 @pytest.mark.parametrize("states", [
-    ("queued", "scheduled", "active"),  # waiting and aborting missing
-    ("complete",), "queued", (*UNENDED[:-1], "failed"),
+    ("queued", "scheduled"), ("complete",), "queued", ("scheduled", "queued", "waiting",
+                                                     "aborting", "failed"),
 ])
 def test_unique__states_without_every_unended_status_are_refused_saying_why(states: Any) -> None:
     with pytest.raises(ValueError, match=r"Unique\.states must include") as info:
