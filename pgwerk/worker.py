@@ -46,6 +46,7 @@ from pgwerk.exceptions import JobAborted, JobTimeout, WorkerFailed, WorkerShutdo
 from pgwerk.job import CallbackRef, Context, Job, JobStatus
 from pgwerk.options import seconds
 from pgwerk.store.connections import UNREACHABLE
+from pgwerk.store.core import RATE_HANDOFF
 
 if TYPE_CHECKING:
     from pgwerk.metrics import WorkerMetrics
@@ -214,6 +215,10 @@ class Worker:
         # its handler started (recorded with its outcome as the real start).
         self._claimed_at: dict[int, float] = {}
         self._waited: dict[int, float] = {}
+        # Monotonic time before which a held job of a rate-limited queue does not start
+        # (RATE_HANDOFF after its claim was sent), and the rated jobs of the last claim.
+        self._start_at: dict[int, float] = {}
+        self._rated: frozenset[int] = frozenset()
         self._last_start: datetime | None = None
         self._hold_off_until = 0.0
         # What the last claim said about queue limits: runnable jobs held back, and when a
@@ -403,6 +408,7 @@ class Worker:
         with self._dispatch_lock:  # claimed but never started: straight back to the queue
             held = [job.id for job in self._buffer]
             self._buffer.clear()
+            self._start_at.clear()
         if held:
             self._completions.unclaim(held)
         try:
@@ -492,6 +498,8 @@ class Worker:
                 self._held.update((job.id, job) for job in claimed)
             for job in claimed:
                 self._claimed_at[job.id] = sent
+                if job.id in self._rated:
+                    self._start_at[job.id] = sent + RATE_HANDOFF
                 if self.metrics is not None:
                     self.metrics.job_started(job)
                 if job.heartbeat:
@@ -512,6 +520,9 @@ class Worker:
             wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
             if self._buffer:
                 wait = min(wait, self.hold_limit)
+                start_at = self._start_at.get(self._buffer[0].id)
+                if start_at is not None:
+                    wait = min(wait, max(0.0, start_at - time.monotonic()))
             if want and self._retry_in is not None:
                 wait = min(wait, self._retry_in)  # when a rate limit lets more start
             self._wake.wait(wait)
@@ -536,6 +547,7 @@ class Worker:
             self._hold_off_until = time.monotonic() + max(1.0, 10 * self.hold_limit)
             for job_id in stale:
                 self._claimed_at.pop(job_id, None)
+                self._start_at.pop(job_id, None)
             self._completions.unclaim(stale)
 
     def _dispatch(self) -> None:
@@ -546,6 +558,11 @@ class Worker:
         with self._dispatch_lock:
             free = pool.free_slots()
             while free > 0 and self._buffer:
+                start_at = self._start_at.get(self._buffer[0].id)
+                if start_at is not None:
+                    if start_at > time.monotonic():
+                        break  # a rated job waits out its hand-off; the loop wakes for it
+                    del self._start_at[self._buffer[0].id]
                 job = self._buffer.popleft()
                 claimed_at = self._claimed_at.pop(job.id, None)
                 if claimed_at is not None and job.started_at is not None:
@@ -577,6 +594,7 @@ class Worker:
         claim = self.store.claim(self.dequeue_strategy.value, queues, limit, self.id, free,
                                  limited=limited)
         jobs, self._held_back, self._retry_in = claim.jobs, claim.held, claim.retry_in
+        self._rated = claim.rated
         if limited and not claim.limited:
             self._limits_changed(False)  # the limits are gone: back to the plain claim
         elif claim.held:

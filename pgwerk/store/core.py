@@ -46,18 +46,27 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 #: How many times a unique enqueue tries again when the holder of its key ends between
 #: its insert and its second look (each time needs another process to take and free it).
 _UNIQUE_ROUNDS = 5
+#: Seconds from sending a claim to starting the handler of a rate-limited job it got. The
+#: database charges a rate limit at the claim, and the hand-off to a handler takes a
+#: varying 1-40 ms; started at a fixed delay instead, the handlers keep the claims'
+#: spacing, and a rate limit of N per period lets no more than N be claimed in any window of
+#: the period plus this, so that what is left of the hand-off's jitter cannot bunch the
+#: starts of two windows into one period either.
+RATE_HANDOFF = 0.05
 
 
 @dataclass(frozen=True)
 class Claim:
     """What one claim got: the jobs; from a ``limited`` claim, whether any of the queues
     still has limits, and when it got no job, whether limits held back runnable jobs
-    (``held``) and in how many seconds a rate limit lets more start (``retry_in``)."""
+    (``held``) and in how many seconds a rate limit lets more start (``retry_in``); the ids
+    of the jobs under a rate limit (``rated``: started ``RATE_HANDOFF`` after the claim)."""
 
     jobs: list[Job]
     limited: bool = False
     held: bool = False
     retry_in: float | None = None
+    rated: frozenset[int] = frozenset()
 
 
 class Store:
@@ -503,6 +512,7 @@ class Store:
         params: dict[str, Any] = {"queues": queues, "limit": limit, "worker": worker_id}
         if limited:
             params["free"] = limit if free is None else free
+            params["handoff"] = RATE_HANDOFF
         elif len(queues) == 1:  # the common worker: a claim that is cheaper to plan
             name, params = "job_claim_one", {"queue": queues[0], "limit": limit,
                                              "worker": worker_id}
@@ -516,7 +526,8 @@ class Store:
             return Claim(jobs)
         found = bool(rows and rows[0]["limited"])
         if jobs:
-            return Claim(jobs, limited=found)
+            rated = frozenset(row["id"] for row in rows if row["rated"])
+            return Claim(jobs, limited=found, rated=rated)
         retry_in = rows[0]["retry_in"]
         return Claim(jobs, limited=found, held=bool(rows[0]["held"]),
                      retry_in=None if retry_in is None else max(0.0, float(retry_in)))

@@ -4,14 +4,14 @@ the rescue, and limits changed while workers run.
 
 The handlers (``tests.worker_jobs.timed``) return when they started and ended (their own
 clock) and the moment their claim started them (``started_at`` as the claim stamped it):
-the rate limit is checked on those claim moments, which the database charges, the
-concurrency limit on the handlers' own start and end times.
+the rate limit is checked on those claim moments, which the database charges, and on the
+handlers' own start times; the concurrency limit on the handlers' own start and end times.
 """
 
 from __future__ import annotations
 
 import signal
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ def test_rate_limit__three_processes_never_start_more_than_20_in_any_second(
 
     claimed = [datetime.fromisoformat(r["claimed"]) for r in done]
     assert most_in_any_window(claimed, timedelta(seconds=1)) == 20
+    # On the handlers' own clocks too: a rated job starts a fixed hand-off after its
+    # claim, and claims keep that hand-off to spare between windows.
+    started = [datetime.fromtimestamp(r["start"], timezone.utc) for r in done]
+    assert most_in_any_window(started, timedelta(seconds=1)) <= 20
     # 200 jobs at 20 per second: ten windows, the first starting at once.
     assert max(claimed) - min(claimed) >= timedelta(seconds=9)
     assert len({r["pid"] for r in done}) == 3  # every process took its share

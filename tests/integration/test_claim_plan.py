@@ -143,7 +143,8 @@ def test_claim_plan__a_limited_queue_is_claimed_by_walking_the_claim_index_too(
     with psycopg.connect(app.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("ANALYZE {}").format(table(app, "queue_limits")))
     plan = explain(app, f"job_claim_limited_{strategy}",
-                   {"queues": ["default", "other"], "limit": 100, "free": 100, "worker": "w"},
+                   {"queues": ["default", "other"], "limit": 100, "free": 100, "worker": "w",
+                    "handoff": 0.05},
                    generic)
     below = [(n["Node Type"], n.get("Index Name")) for n in under_lock_rows(plan)]
     assert below, f"no LockRows on the jobs in the claim plan: {plan}"

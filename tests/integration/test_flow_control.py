@@ -174,7 +174,7 @@ def test_claim__a_rate_limit_gives_n_per_window_and_says_when_more_may_start(app
     assert app.queue_limits("limited")[0].recent == 3
     held = claim(app, worker="w2")
     assert held.jobs == [] and held.held
-    assert held.retry_in is not None and 55 < held.retry_in <= 60
+    assert held.retry_in is not None and 55 < held.retry_in <= 60.05  # + the hand-off
     finish(app, "w1", got)  # ending jobs gives no rate back: they started
     assert claim(app, worker="w2").jobs == []
 
@@ -189,7 +189,29 @@ def test_claim__the_window_slides_moments_before_it_are_not_counted(app: Werk) -
     got = claim(app)
     assert len(got.jobs) == 1  # the one of 61 s ago is out of the window
     held = claim(app)
-    assert held.held and held.retry_in is not None and 28 < held.retry_in <= 30
+    assert held.held and held.retry_in is not None and 28 < held.retry_in <= 30.05
+
+
+def test_claim__the_window_is_the_period_plus_the_hand_off(app: Werk) -> None:
+    app.configure_queue("limited", rate_limit=(1, 60))
+    enqueue(app, 2)
+    # Charged 60.02 s ago: outside the period, inside the hand-off that follows it.
+    query(app, "UPDATE {queue_limits} SET recent_at = ARRAY[now() - interval '60.02 seconds'], "
+               "recent_n = ARRAY[1], recent_since = now() - interval '60.02 seconds'")
+    held = claim(app)
+    assert held.jobs == [] and held.retry_in is not None and 0 < held.retry_in <= 0.03
+    query(app, "UPDATE {queue_limits} SET recent_at = ARRAY[now() - interval '60.06 seconds']")
+    assert len(claim(app).jobs) == 1
+
+
+def test_claim__says_which_jobs_a_rate_limit_holds(app: Werk) -> None:
+    app.configure_queue("limited", function="tests.worker_jobs.timed", rate_limit="100/s")
+    app.configure_queue("limited", function="tests.worker_jobs.double", concurrency=5)
+    rated = enqueue(app, 2)
+    plain = enqueue(app, 2, func="tests.worker_jobs.double")
+    got = claim(app)
+    assert {job.id for job in got.jobs} == set(rated + plain)
+    assert got.rated == set(rated)
 
 
 def test_claim__started_at_of_a_limited_claim_is_the_moment_charged(app: Werk) -> None:

@@ -355,7 +355,10 @@ picked AS (
 -- The limits of the worker's queues are locked first, in key order, so that the claims of
 -- a limited queue take turns, and their clock is read once they are held: the moment
 -- charged to the limits, and the started_at of the jobs claimed (never earlier than a
--- moment charged before, so each limit's claims are in order). A limited queue gives no
+-- moment charged before, so each limit's claims are in order). A rate limit of N per period
+-- lets no more than N be claimed in any window of the period plus the hand-off (50 ms): the
+-- worker starts a rated job that long after sending its claim, so the handlers' own start
+-- times, which vary less than that hand-off, also keep N per period. A limited queue gives no
 -- more than its limits allow now, nor more than %(free)s (the worker's free slots: its
 -- jobs start at once); a function with no room left is skipped in the walk, and at most
 -- its room of a function is taken. The limits are charged with what was really claimed.
@@ -365,7 +368,8 @@ picked AS (
 -- lets more start.
 WITH lim AS MATERIALIZED (
     SELECT l.queue, l.function, l.rate_limit, l.rate_period, l.concurrency, l.running,
-        l.recent_at, l.recent_n, l.recent_since
+        l.recent_at, l.recent_n, l.recent_since,
+        make_interval(secs => l.rate_period + %(handoff)s::float8) AS span
     FROM {queue_limits} l
     WHERE l.queue = ANY(%(queues)s::text[])
     ORDER BY l.queue, l.function
@@ -378,14 +382,14 @@ clock AS MATERIALIZED (
 room AS MATERIALIZED (
     SELECT l.queue, l.function, l.rate_limit IS NOT NULL AS rated,
         greatest(0, least(l.concurrency - l.running, l.rate_limit - w.used)) AS room,
-        extract(epoch FROM w.oldest + make_interval(secs => l.rate_period) - c.at)::float8
+        extract(epoch FROM w.oldest + l.span - c.at)::float8
             AS frees_in
     FROM lim l
     CROSS JOIN clock c
     CROSS JOIN LATERAL (
         SELECT coalesce(sum(e.n), 0) AS used, min(e.at) AS oldest
         FROM unnest(l.recent_at, l.recent_n) AS e(at, n)
-        WHERE e.at > c.at - make_interval(secs => l.rate_period)
+        WHERE e.at > c.at - l.span
     ) AS w
 ),
 caps AS (
@@ -480,7 +484,7 @@ charged AS (
                          AND c.at - m.recent_since
                              < make_interval(secs => m.rate_period / 100), false) AS joins
             FROM unnest(m.recent_at, m.recent_n) WITH ORDINALITY AS e(at, n, ord)
-            WHERE e.at > c.at - make_interval(secs => m.rate_period)
+            WHERE e.at > c.at - m.span
         ) AS s
     ) AS u
     WHERE l.queue = u.queue AND l.function = u.function
@@ -499,8 +503,11 @@ hint AS (
                     AND (j.group_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM {job_groups} g WHERE g.group_key = j.group_key)))
 )
--- In the order picked, so that the worker starts them in that order.
-SELECT claimed.*, EXISTS (SELECT 1 FROM lim) AS limited, h.held, h.retry_in
+-- In the order picked, so that the worker starts them in that order; `rated`: the job is
+-- under a rate limit (its queue's or its function's).
+SELECT claimed.*, EXISTS (SELECT 1 FROM lim) AS limited, h.held, h.retry_in,
+    EXISTS (SELECT 1 FROM lim l WHERE l.rate_limit IS NOT NULL AND l.queue = claimed.queue
+            AND l.function IN ('', claimed.function)) AS rated
 FROM hint h
 LEFT JOIN (claimed JOIN picked ON picked.id = claimed.id) ON true
 ORDER BY picked.ord;
