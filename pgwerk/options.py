@@ -45,12 +45,14 @@ class UniqueKey:
 class JobSpec:
     """A validated job ready to insert: the row, the dependencies to link, the unique key
     it asks for, and ``payload``: the ``(args, kwargs)`` the row's payload encodes (the
-    stored job is built from them instead of decoding the payload again)."""
+    stored job is built from them instead of decoding the payload again). ``plain``: made by
+    ``plain_spec``, the row is the app's defaults but for the function and the payload."""
 
     row: dict[str, Any]
     depends_on: list[Dependency] = field(default_factory=list)
     unique: UniqueKey | None = None
     payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    plain: bool = False
 
 
 def function_path(func: Callable[..., Any] | str, what: str = "func") -> str:
@@ -372,7 +374,7 @@ def plain_spec(template: JobSpec, func: Callable[..., Any] | str, args: Sequence
     row = dict(template.row)
     row["function"] = function
     row["payload"] = encode_payload(config.serializer, function, args, kwargs)
-    return JobSpec(row=row, payload=(tuple(args), dict(kwargs)))
+    return JobSpec(row=row, payload=(tuple(args), dict(kwargs)), plain=True)
 
 
 def plain_template(config: WerkConfig) -> JobSpec:

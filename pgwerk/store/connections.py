@@ -9,7 +9,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -354,7 +354,8 @@ class Database:
             logger.warning("database connection failed; retrying to %s", what)
         return self.retrying(what, deadline)(attempt)
 
-    def fetch(self, what: str, query: bytes, params: Mapping[str, Any] | None = None) -> list[Row]:
+    def fetch(self, what: str, query: bytes,
+              params: Mapping[str, Any] | Sequence[Any] | None = None) -> list[Row]:
         """Run one statement (autocommit) and return its rows as dicts."""
         pool, deadline = self._pool, None
         if pool is not None and self._pid == os.getpid():

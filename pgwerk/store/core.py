@@ -30,8 +30,8 @@ from pgwerk.job import TERMINAL_STATUSES, Batch, Execution, Job, WorkerInfo
 from pgwerk.store import migrate
 from pgwerk.store.connections import CallerConnection, Database, Row, rows_of
 from pgwerk.store.notify import Listener, Poller, channel_name, make_listener
-from pgwerk.store.rows import batch_from_row, job_from_row
-from pgwerk.store.statements import INSERT_COLUMNS, Queries
+from pgwerk.store.rows import batch_from_row, job_from_row, job_like
+from pgwerk.store.statements import INSERT_COLUMNS, PLAIN_DEFAULTS, Queries
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class Store:
         self.serializer = config.serializer
         self.queries = Queries(config.schema, config.prefix)
         self.channel = channel_name(config.schema, config.prefix)
+        # job_insert_plain as composed for the defaults it was last used with.
+        self._plain: tuple[tuple[Any, ...], bytes, Job] | None = None
         self.db = Database(dsn, config)
         self.db.on_first_connect(self._prepare_schema)
         self.listener: Listener | Poller = make_listener(self.db, self.channel)
@@ -156,6 +158,8 @@ class Store:
             if not self.db.is_open:  # creates or checks the tables, as any first use does
                 self.open()
             return self._drive(self.insert_steps(specs), caller.fetch)
+        if len(specs) == 1 and specs[0].plain:
+            return [self._insert_plain(specs[0])]
         if not any(spec.depends_on or spec.unique for spec in specs):
             query, params = self._insert_statement(specs)
             return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params))
@@ -286,6 +290,25 @@ class Store:
             return self.queries["job_insert_one"], {**specs[0].row, "channel": self.channel}
         rows = _dumps([[spec.row[c] for c in INSERT_COLUMNS] for spec in specs])
         return self.queries["job_insert"], {"rows": rows, "channel": self.channel}
+
+    def _insert_plain(self, spec: Any) -> Job:
+        """One job without options, by ``job_insert_plain`` (composed once for the app's
+        defaults, which every such spec's row holds)."""
+        row = spec.row
+        defaults = tuple(row[name] for name in PLAIN_DEFAULTS)
+        if self._plain is None or self._plain[0] != defaults:
+            # The statement, and the job it writes but for what differs from one to the next.
+            prototype = job_from_row({**row, "id": 0, "status": "queued", "scheduled_at": None,
+                                      "enqueued_at": None, "attempts": 0}, self.serializer,
+                                     ((), {}))
+            self._plain = defaults, self.queries.plain_insert(row, self.channel), prototype
+        _, query, prototype = self._plain
+        [found] = self.db.fetch("enqueue", query, (row["function"], row["payload"]))
+        at = found["enqueued_at"]
+        args, kwargs = spec.payload
+        return job_like(prototype, id=found["id"], function=row["function"], args=args,
+                        kwargs=kwargs, scheduled_at=at, enqueued_at=at,
+                        expires_at=found["expires_at"])
 
     def _inserted_jobs(self, specs: list[Any], rows: list[Row]) -> list[Job | None]:
         if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision

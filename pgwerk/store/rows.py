@@ -65,6 +65,16 @@ def _new_job(**values: Any) -> Job:
     return job
 
 
+def job_like(prototype: Job, **values: Any) -> Job:
+    """A copy of ``prototype`` with ``values`` (of the right types) in place of its own,
+    made as ``_new_job`` makes one; its ``meta`` is a dict of its own."""
+    job = object.__new__(Job)
+    job.__dict__.update(prototype.__dict__)
+    job.__dict__["meta"] = dict(prototype.meta)
+    job.__dict__.update(values)
+    return job
+
+
 def job_from_row(row: Mapping[str, Any], serializer: Any,
                  payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Job:
     """Build a ``Job``. Nothing in the row's stored data makes this raise: a payload,

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from psycopg import sql
 
@@ -34,6 +36,10 @@ INSERT_COLUMNS: dict[str, str] = {
 UNIQUE_COLUMNS: dict[str, str] = {
     "unique_base": "text", "unique_states": "text", "unique_period": "float8",
 }
+
+#: The defaults ``job_insert_plain`` takes as constants.
+PLAIN_DEFAULTS = ("queue", "priority", "max_attempts", "retry_intervals", "ttl", "timeout",
+                   "heartbeat", "result_ttl", "failure_ttl", "failure_mode")
 
 #: ``ORDER BY`` of the claim per dequeue strategy (the claim's ``{order}``).
 CLAIM_ORDERS = {
@@ -104,11 +110,12 @@ class Queries:
     """Every named statement composed for one app, as bytes ready for psycopg."""
 
     def __init__(self, schema: str, prefix: str) -> None:
+        self._schema, self._prefix = schema, prefix
         self._sql: dict[str, sql.Composed] = {}
         blocks = _blocks()
         for name, body in blocks.items():
-            if name.startswith("claim_picked_"):
-                continue  # parts of job_claim, not statements
+            if name.startswith("claim_picked_") or name == "job_insert_plain":
+                continue  # parts of job_claim; composed for an app's defaults (plain_insert)
             if name == "job_claim":
                 for strategy, order in CLAIM_ORDERS.items():
                     picked = compose(blocks["claim_picked_queues"], schema, prefix,
@@ -130,6 +137,15 @@ class Queries:
             else:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}
+
+    def plain_insert(self, defaults: Mapping[str, Any], channel: str) -> bytes:
+        """``job_insert_plain`` for an app whose jobs without options have the row
+        ``defaults`` (``options.plain_template``), waking the workers on ``channel``."""
+        pieces = {name: sql.Literal(defaults[name]) for name in PLAIN_DEFAULTS}
+        return compose(_blocks()["job_insert_plain"], self._schema, self._prefix,
+                       channel=sql.Literal(channel),
+                       notice=sql.Literal(f"q:{defaults['queue']}"),
+                       **pieces).as_bytes(None)
 
     def __getitem__(self, name: str) -> bytes:
         return self._bytes[name]

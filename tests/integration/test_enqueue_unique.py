@@ -369,7 +369,7 @@ def test_enqueue__without_unique_sends_the_one_plain_statement(app: Werk,
                                                               statements: list[bytes]) -> None:
     app.enqueue(jobs.noop)  # opens the pool and its first connection
     statements.clear()
-    app.enqueue(jobs.add, 1, 2)
+    app.enqueue(jobs.add, 1, 2, _queue="q")
     app.enqueue(jobs.add, 1, 2, _key="k", _queue="q")
     assert statements == [app._store.queries["job_insert_one"]] * 2
 

@@ -88,6 +88,26 @@ SELECT ins.*, CASE WHEN ins.status = 'queued' THEN pg_notify(%(channel)s, 'q:' |
               END AS woken
 FROM ins;
 
+-- name: job_insert_plain
+-- job_insert_one for a job enqueued without options, the most common enqueue: only the
+-- function and the payload are parameters. Everything else is the app's defaults for such
+-- a job (the row of options.plain_template), composed into the statement once as
+-- constants: two parameters to send instead of 23, and nothing
+-- to decide (a job without options is queued at once). `enqueued_at` is also its
+-- scheduled_at and the start of its ttl. A test checks it writes what job_insert_one does.
+WITH ins AS (
+    INSERT INTO {jobs} (function, payload, queue, status, priority, max_attempts,
+        retry_intervals, scheduled_at, expires_at, timeout, heartbeat, result_ttl,
+        failure_ttl, failure_mode)
+    VALUES (%s::text, %s::text, {queue}, 'queued', {priority}, {max_attempts},
+        {retry_intervals}::jsonb, now(), now() + make_interval(secs => {ttl}::float8),
+        {timeout}::float8, {heartbeat}::float8, {result_ttl}::float8, {failure_ttl}::float8,
+        {failure_mode})
+    RETURNING id, enqueued_at, expires_at
+)
+SELECT ins.id, ins.enqueued_at, ins.expires_at, pg_notify({channel}, {notice}) AS woken
+FROM ins;
+
 -- name: job_insert_unique
 -- job_insert for a batch with unique jobs (_unique); the other jobs of the batch come
 -- through as job_insert would write them. A unique job's key is the key it asks for plus,
