@@ -82,8 +82,8 @@ class Store:
         self.serializer = config.serializer
         self.queries = Queries(config.schema, config.prefix)
         self.channel = channel_name(config.schema, config.prefix)
-        # job_insert_plain as composed for the defaults it was last used with.
-        self._plain: tuple[tuple[Any, ...], bytes, Job] | None = None
+        # job_insert_plain(_many) as composed for the defaults last used, and their job.
+        self._plain: tuple[tuple[Any, ...], bytes, bytes, Job] | None = None
         self.db = Database(dsn, config)
         self.db.on_first_connect(self._prepare_schema)
         self.listener: Listener | Poller = make_listener(self.db, self.channel)
@@ -158,8 +158,8 @@ class Store:
             if not self.db.is_open:  # creates or checks the tables, as any first use does
                 self.open()
             return self._drive(self.insert_steps(specs), caller.fetch)
-        if len(specs) == 1 and specs[0].plain:
-            return [self._insert_plain(specs[0])]
+        if specs and all(spec.plain for spec in specs):
+            return self._insert_plain(specs)
         if not any(spec.depends_on or spec.unique for spec in specs):
             query, params = self._insert_statement(specs)
             return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params))
@@ -291,24 +291,34 @@ class Store:
         rows = _dumps([[spec.row[c] for c in INSERT_COLUMNS] for spec in specs])
         return self.queries["job_insert"], {"rows": rows, "channel": self.channel}
 
-    def _insert_plain(self, spec: Any) -> Job:
-        """One job without options, by ``job_insert_plain`` (composed once for the app's
-        defaults, which every such spec's row holds)."""
-        row = spec.row
+    def _plain_statements(self, row: dict[str, Any]) -> tuple[bytes, bytes, Job]:
+        """``job_insert_plain`` and ``job_insert_plain_many`` composed for the defaults of
+        ``row`` (every plain spec's row holds the app's), and the job they write but for
+        what differs from one to the next."""
         defaults = tuple(row[name] for name in PLAIN_DEFAULTS)
         if self._plain is None or self._plain[0] != defaults:
-            # The statement, and the job it writes but for what differs from one to the next.
             prototype = job_from_row({**row, "id": 0, "status": "queued", "scheduled_at": None,
                                       "enqueued_at": None, "attempts": 0}, self.serializer,
                                      ((), {}))
-            self._plain = defaults, self.queries.plain_insert(row, self.channel), prototype
-        _, query, prototype = self._plain
-        [found] = self.db.fetch("enqueue", query, (row["function"], row["payload"]))
-        at = found["enqueued_at"]
-        args, kwargs = spec.payload
-        return job_like(prototype, id=found["id"], function=row["function"], args=args,
-                        kwargs=kwargs, scheduled_at=at, enqueued_at=at,
-                        expires_at=found["expires_at"])
+            self._plain = (defaults, *self.queries.plain_inserts(row, self.channel), prototype)
+        return self._plain[1:]
+
+    def _insert_plain(self, specs: list[Any]) -> list[Job | None]:
+        """Jobs without options (``spec.plain``), in one statement of two parameters."""
+        one, many, prototype = self._plain_statements(specs[0].row)
+        if len(specs) == 1:
+            row = specs[0].row
+            [found] = self.db.fetch("enqueue", one, (row["function"], row["payload"]))
+            ids = [found["id"]]
+        else:
+            [found] = self.db.fetch("enqueue", many, ([s.row["function"] for s in specs],
+                                                      [s.row["payload"] for s in specs]))
+            ids = found["ids"]
+        at, expires_at = found["enqueued_at"], found["expires_at"]
+        return [job_like(prototype, id=job_id, function=spec.row["function"],
+                         args=spec.payload[0], kwargs=spec.payload[1], scheduled_at=at,
+                         enqueued_at=at, expires_at=expires_at)
+                for job_id, spec in zip(ids, specs, strict=True)]
 
     def _inserted_jobs(self, specs: list[Any], rows: list[Row]) -> list[Job | None]:
         if len(specs) == 1 and not rows:  # the one-row insert returns nothing on a collision

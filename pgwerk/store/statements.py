@@ -114,8 +114,8 @@ class Queries:
         self._sql: dict[str, sql.Composed] = {}
         blocks = _blocks()
         for name, body in blocks.items():
-            if name.startswith("claim_picked_") or name == "job_insert_plain":
-                continue  # parts of job_claim; composed for an app's defaults (plain_insert)
+            if name.startswith("claim_picked_") or name.startswith("job_insert_plain"):
+                continue  # parts of job_claim; composed for an app's defaults (plain_inserts)
             if name == "job_claim":
                 for strategy, order in CLAIM_ORDERS.items():
                     picked = compose(blocks["claim_picked_queues"], schema, prefix,
@@ -138,14 +138,16 @@ class Queries:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}
 
-    def plain_insert(self, defaults: Mapping[str, Any], channel: str) -> bytes:
-        """``job_insert_plain`` for an app whose jobs without options have the row
-        ``defaults`` (``options.plain_template``), waking the workers on ``channel``."""
+    def plain_inserts(self, defaults: Mapping[str, Any], channel: str) -> tuple[bytes, bytes]:
+        """``job_insert_plain`` and ``job_insert_plain_many`` for an app whose jobs without
+        options have the row ``defaults`` (``options.plain_template``), waking the workers
+        on ``channel``."""
         pieces = {name: sql.Literal(defaults[name]) for name in PLAIN_DEFAULTS}
-        return compose(_blocks()["job_insert_plain"], self._schema, self._prefix,
-                       channel=sql.Literal(channel),
-                       notice=sql.Literal(f"q:{defaults['queue']}"),
-                       **pieces).as_bytes(None)
+        one, many = (compose(_blocks()[name], self._schema, self._prefix,
+                             channel=sql.Literal(channel),
+                             notice=sql.Literal(f"q:{defaults['queue']}"), **pieces)
+                     for name in ("job_insert_plain", "job_insert_plain_many"))
+        return one.as_bytes(None), many.as_bytes(None)
 
     def __getitem__(self, name: str) -> bytes:
         return self._bytes[name]

@@ -1,6 +1,7 @@
-"""A job enqueued without options takes its own statement (``job_insert_plain``): two
-parameters, the app's defaults composed into it as constants. It must write the row, and
-return the job, that the general one-row insert (``job_insert_one``) does."""
+"""Jobs enqueued without options take statements of their own (``job_insert_plain``, and
+``job_insert_plain_many`` for ``enqueue_many``): two parameters, the app's defaults
+composed into them as constants. They must write the rows, and return the jobs, that the
+general inserts (``job_insert_one``, ``job_insert``) do."""
 
 from __future__ import annotations
 
@@ -52,17 +53,45 @@ def test_enqueue_plain__jobs_do_not_share_their_mutable_parts(app: Werk) -> None
     assert first.meta is not second.meta and first.kwargs is not second.kwargs
 
 
+def test_enqueue_many_plain__writes_the_rows_the_general_insert_writes(app: Werk) -> None:
+    plain = app.enqueue_many([EnqueueParams(jobs.add, args=(i,), kwargs={"b": 1})
+                              for i in range(3)])
+    general = app.enqueue_many([EnqueueParams(jobs.add, args=(i,), kwargs={"b": 1},
+                                              priority=0) for i in range(3)])
+    assert all(plain) and all(general)
+    assert [written(app, j.id) for j in plain] == [written(app, j.id) for j in general]
+
+
+def test_enqueue_many_plain__returns_each_job_as_stored_in_input_order(app: Werk) -> None:
+    made = app.enqueue_many([EnqueueParams(jobs.add, args=(i,), kwargs={"b": i})
+                             for i in range(50)])
+    assert [job.args for job in made if job] == [(i,) for i in range(50)]
+    assert all(job == app.get_job(job.id) for job in made if job)
+    stored = query(app, "SELECT id, payload FROM {jobs} ORDER BY id")
+    assert [r["id"] for r in stored] == [job.id for job in made if job]
+
+
+def test_enqueue_many_plain__with_one_job_with_options_takes_the_general_insert(
+        app: Werk, statements: list[bytes]) -> None:
+    app.enqueue(jobs.noop)
+    statements.clear()
+    made = app.enqueue_many([EnqueueParams(jobs.noop), EnqueueParams(jobs.noop, queue="q")])
+    assert [job.queue for job in made if job] == ["default", "q"]
+    assert statements == [app._store.queries["job_insert"]]
+
+
 def test_enqueue_plain__sends_the_plain_statement_with_two_parameters(
         app: Werk, statements: list[bytes]) -> None:
     app.enqueue(jobs.noop)
     statements.clear()
     app.enqueue(jobs.add, 1, 2)
     app.enqueue_many([EnqueueParams(jobs.add, args=(3, 4))])
+    app.enqueue_many([EnqueueParams(jobs.add, args=(3, 4))] * 2)
     app.enqueue(jobs.add, 1, 2, _queue="q")
-    plain = app._store._plain
-    assert plain is not None
-    assert statements == [plain[1], plain[1], app._store.queries["job_insert_one"]]
-    assert plain[1].count(b"%s") == 2 and b"%(" not in plain[1]
+    assert app._store._plain is not None
+    _, one, many, _ = app._store._plain
+    assert statements == [one, one, many, app._store.queries["job_insert_one"]]
+    assert all(q.count(b"%s") == 2 and b"%(" not in q for q in (one, many))
 
 
 def test_enqueue_plain__wakes_a_worker_and_runs(app: Werk) -> None:

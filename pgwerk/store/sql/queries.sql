@@ -108,6 +108,29 @@ WITH ins AS (
 SELECT ins.id, ins.enqueued_at, ins.expires_at, pg_notify({channel}, {notice}) AS woken
 FROM ins;
 
+-- name: job_insert_plain_many
+-- job_insert_plain for many jobs (enqueue_many of jobs without options): the functions and
+-- the payloads as two arrays, the rest constants. Ids come from the sequence in input
+-- order, so the ids returned, in ascending order, are the jobs in input order. One row:
+-- the ids, the moment (enqueued_at and scheduled_at of every job) and the expiry, and one
+-- notice for the queue.
+WITH ins AS (
+    INSERT INTO {jobs} (function, payload, queue, status, priority, max_attempts,
+        retry_intervals, scheduled_at, expires_at, timeout, heartbeat, result_ttl,
+        failure_ttl, failure_mode)
+    SELECT u.function, u.payload, {queue}, 'queued', {priority}, {max_attempts},
+        {retry_intervals}::jsonb, now(), now() + make_interval(secs => {ttl}::float8),
+        {timeout}::float8, {heartbeat}::float8, {result_ttl}::float8, {failure_ttl}::float8,
+        {failure_mode}
+    FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(function, payload, ord)
+    ORDER BY u.ord
+    RETURNING id
+)
+SELECT array_agg(ins.id ORDER BY ins.id) AS ids, now() AS enqueued_at,
+    now() + make_interval(secs => {ttl}::float8) AS expires_at,
+    pg_notify({channel}, {notice}) AS woken
+FROM ins;
+
 -- name: job_insert_unique
 -- job_insert for a batch with unique jobs (_unique); the other jobs of the batch come
 -- through as job_insert would write them. A unique job's key is the key it asks for plus,
