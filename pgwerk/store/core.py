@@ -46,6 +46,9 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 #: How many times a unique enqueue tries again when the holder of its key ends between
 #: its insert and its second look (each time needs another process to take and free it).
 _UNIQUE_ROUNDS = 5
+#: The statements of the hot path besides the claims and the inserts: prepared, with a
+#: generic plan (see ``connections._configure_pooled``); each is covered by a plan test.
+PREPARED = frozenset({"job_complete_many", "job_progress_many", "job_heartbeat_many"})
 #: Seconds from sending a claim to starting the handler of a rate-limited job it got. The
 #: database charges a rate limit at the claim, and the hand-off to a handler takes a
 #: varying 1-40 ms; started at a fixed delay instead, the handlers keep the claims'
@@ -134,11 +137,13 @@ class Store:
 
     def fetch(self, name: str, params: Mapping[str, Any] | None = None,
               conn: psycopg.Connection[Any] | None = None) -> list[Row]:
-        """Run one named statement (on ``conn``, else pooled in autocommit); its rows."""
+        """Run one named statement (on ``conn``, one of the pool's, else pooled in
+        autocommit); its rows. The statements of the hot path (``PREPARED``) are prepared."""
         query = self.queries[name]
         if conn is None:
-            return self.db.fetch(name, query, params or {})
-        return rows_of(conn.execute(query, params or {}))
+            return self.db.fetch(name, query, params or {}, prepare=name in PREPARED)
+        prepare = name in PREPARED and self.db.prepares
+        return rows_of(conn.execute(query, params or {}, prepare=prepare))
 
     def job(self, row: Mapping[str, Any], serializer: Any = None) -> Job:
         """A row of the jobs table as a ``Job`` (never raises: see ``job_from_row``)."""
@@ -162,7 +167,8 @@ class Store:
             return self._insert_plain(specs)
         if not any(spec.depends_on or spec.unique for spec in specs):
             query, params = self._insert_statement(specs)
-            return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params))
+            return self._inserted_jobs(specs, self.db.fetch("enqueue", query, params,
+                                                            prepare=True))
         if not any(spec.depends_on for spec in specs):
             # Unique jobs, each statement in its own transaction: a second look for a key's
             # holder then sees what other transactions committed meanwhile.
@@ -308,11 +314,13 @@ class Store:
         one, many, prototype = self._plain_statements(specs[0].row)
         if len(specs) == 1:
             row = specs[0].row
-            [found] = self.db.fetch("enqueue", one, (row["function"], row["payload"]))
+            [found] = self.db.fetch("enqueue", one, (row["function"], row["payload"]),
+                                    prepare=True)
             ids = [found["id"]]
         else:
             [found] = self.db.fetch("enqueue", many, ([s.row["function"] for s in specs],
-                                                      [s.row["payload"] for s in specs]))
+                                                      [s.row["payload"] for s in specs]),
+                                    prepare=True)
             ids = found["ids"]
         at, expires_at = found["enqueued_at"], found["expires_at"]
         return [job_like(prototype, id=job_id, function=spec.row["function"],
@@ -549,7 +557,7 @@ class Store:
         elif len(queues) == 1:  # the common worker: a claim that is cheaper to plan
             name, params = "job_claim_one", {"queue": queues[0], "limit": limit,
                                              "worker": worker_id}
-        rows = self.db.fetch("claim jobs", self.queries[name], params)
+        rows = self.db.fetch("claim jobs", self.queries[name], params, prepare=True)
         jobs = []
         for row in rows:
             if row["id"] is not None:

@@ -46,3 +46,23 @@ def test_complete_many__finds_jobs_by_primary_key(app: Werk) -> None:
         "worker": "w", "channel": app._store.channel})
     assert f"{app.config.prefix}_jobs_active_idx" not in plan, plan
     assert f"Index Scan using {app.config.prefix}_jobs_pkey" in plan, plan
+
+
+def test_progress_and_heartbeat__find_jobs_by_an_index_as_generic_plans(app: Werk) -> None:
+    """Prepared on the pool's connections with generic plans (as the claim and the outcomes
+    are): they must not read the table."""
+    with psycopg.connect(app.dsn, autocommit=True) as conn:
+        # A large queue; the worker's 200 jobs, active, as ANALYZE saw them.
+        conn.execute(sql.SQL(
+            "INSERT INTO {} (function, status, payload, attempts, worker_id) "
+            "SELECT 'tests.jobs.noop', CASE WHEN i <= 200 THEN 'active' ELSE 'queued' END, "
+            "'{{}}', 1, CASE WHEN i <= 200 THEN 'w' END "
+            "FROM generate_series(1, 20000) AS i").format(table(app)))
+        conn.execute(sql.SQL("ANALYZE {}").format(table(app)))
+    progress = explain_generic(app, "job_progress_many", {
+        "batch": json.dumps([[i, 1, 0.5, "half"] for i in range(1, 201)]), "worker": "w"})
+    heartbeat = explain_generic(app, "job_heartbeat_many", {
+        "worker": "w", "job_ids": list(range(1, 9))})
+    for plan in (progress, heartbeat):
+        assert f"Seq Scan on {app.config.prefix}_jobs" not in plan, plan
+        assert "Index Scan" in plan, plan

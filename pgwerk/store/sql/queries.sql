@@ -333,8 +333,10 @@ claimed AS (
     UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
         heartbeat_at = now(), worker_id = %(worker)s, error = NULL,
         progress = NULL, progress_message = NULL
-    WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
-                   UNION ALL SELECT job_id FROM grouped)
+    -- By primary key whatever the estimate of `picked`: a generic plan takes LIMIT $n as
+    -- a tenth of the table and would otherwise hash-join the whole table to it.
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked WHERE group_key IS NULL
+                            UNION ALL SELECT job_id FROM grouped))
     -- What a worker needs to run the job (decoding fewer columns is a measurable share of
     -- a worker's time with short jobs); the rest is known (worker_id, heartbeat_at) or NULL.
     RETURNING j.id, j.function, j.queue, j.status, j.priority, j.payload, j.attempts,
@@ -491,8 +493,8 @@ claimed AS (
     UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1,
         started_at = (SELECT at FROM clock), heartbeat_at = now(), worker_id = %(worker)s,
         error = NULL, progress = NULL, progress_message = NULL
-    WHERE j.id IN (SELECT id FROM picked WHERE group_key IS NULL
-                   UNION ALL SELECT job_id FROM grouped)
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked WHERE group_key IS NULL
+                            UNION ALL SELECT job_id FROM grouped))  -- as in job_claim
     RETURNING j.*
 ),
 charged AS (
