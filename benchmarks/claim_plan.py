@@ -13,9 +13,11 @@ app's real statements (``app._store.queries``) there and in two small tables:
 - the claim (``job_claim_priority``) for 1, 10 and 100 jobs, on a connection of the app's
   own pool (so pgwerk's connection settings apply), each run inside a transaction
   that is rolled back: as a custom plan (``plan_cache_mode = force_custom_plan``), as the
-  generic plan (``PREPARE`` + ``force_generic_plan``: what PostgreSQL may switch to once
-  psycopg prepares the statement), and as psycopg really runs it (``prepare=True``,
+  generic plan (``PREPARE`` + ``force_generic_plan``: how pgwerk's pooled connections run
+  it), and prepared with PostgreSQL's own choice (``prepare=True``,
   ``plan_cache_mode = auto``, after the switch point);
+- the claim of a queue with limits (``job_claim_limited_priority``, a rate and a concurrency
+  limit that never bind) for 100 jobs, as a custom and as a generic plan;
 - ``job_complete_many`` for 100 jobs this worker holds, ``job_stage_scheduled``, and the
   sweep's statements.
 
@@ -185,6 +187,7 @@ def timed_generic(conn: psycopg.Connection[Any], query: bytes, params: dict[str,
     from benchmarks._plans import execute_sql, prepared
 
     times = []
+    before = conn.execute("SHOW plan_cache_mode").fetchall()[0][0]
     conn.execute("SET plan_cache_mode = force_generic_plan")
     try:
         with prepared(conn, query) as names:
@@ -197,7 +200,7 @@ def timed_generic(conn: psycopg.Connection[Any], query: bytes, params: dict[str,
                     conn.execute(call).fetchall()
                     times.append((time.perf_counter() - started) * 1000)
     finally:
-        conn.execute("RESET plan_cache_mode")
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(before)))
     return statistics.median(times)
 
 
@@ -225,10 +228,15 @@ def measure_claim(conn: psycopg.Connection[Any], app: Any, label: str,
         params = claim_params(limit)
         out[f"custom_{limit}"] = timed(conn, query, params, prepare=False)
         out[f"generic_{limit}"] = timed_generic(conn, query, params)
-        # As psycopg runs it: prepared after prepare_threshold uses; PostgreSQL's auto mode
-        # may then pick the generic plan after five custom ones. Warm up past both.
-        timed(conn, query, params, prepare=True, repeats=8)
-        out[f"auto_{limit}"] = timed(conn, query, params, prepare=True)
+        # Prepared, with PostgreSQL's own choice of plan (pgwerk's connections force the
+        # generic one): after five custom plans it may switch. Warm up past that.
+        before = conn.execute("SHOW plan_cache_mode").fetchall()[0][0]
+        conn.execute("SET plan_cache_mode = auto")
+        try:
+            timed(conn, query, params, prepare=True, repeats=8)
+            out[f"auto_{limit}"] = timed(conn, query, params, prepare=True)
+        finally:
+            conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(before)))
     for generic in (False, True):
         mode = "generic" if generic else "custom"
         params = claim_params(100)
@@ -238,6 +246,35 @@ def measure_claim(conn: psycopg.Connection[Any], app: Any, label: str,
         plan_json, _ = explain(conn, query, params, generic=generic, analyze=False, json=True)
         out[f"index_{mode}"], out[f"seqscan_{mode}"] = index_walk(plan_json)
     return out
+
+
+LIMITED_CLAIM = "job_claim_limited_priority"
+
+
+def measure_limited(conn: psycopg.Connection[Any], app: Any, label: str) -> dict[str, Any]:
+    """The claim of a queue with limits (a rate and a concurrency limit that never bind), as
+    a custom and as a generic plan, limit 100: its times and whether it walks the claim
+    index. The limits are removed afterwards."""
+    app.configure_queue("default", rate_limit="1000000/s", concurrency=1_000_000)
+    try:
+        conn.execute(sql.SQL("ANALYZE {}").format(
+            sql.Identifier(app.config.schema, f"{app.config.prefix}_queue_limits")))
+        query = app._store.queries[LIMITED_CLAIM]
+        params = {**claim_params(100), "free": 100, "handoff": 0.05}
+        out: dict[str, Any] = {
+            "limited_custom": timed(conn, query, params, prepare=False),
+            "limited_generic": timed_generic(conn, query, params)}
+        for generic in (False, True):
+            mode = "generic" if generic else "custom"
+            text, _ = explain(conn, query, params, generic=generic)
+            save_plan(f"claim_limited_{label}_{mode}", text,
+                      f"{LIMITED_CLAIM} (limit 100), {label}, {mode} plan")
+            plan_json, _ = explain(conn, query, params, generic=generic, analyze=False,
+                                   json=True)
+            out[f"limited_index_{mode}"], out[f"limited_seqscan_{mode}"] = index_walk(plan_json)
+        return out
+    finally:
+        app.configure_queue("default", rate_limit=None, concurrency=None)
 
 
 def other_plans(conn: psycopg.Connection[Any], app: Any, label: str) -> dict[str, float]:
@@ -324,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
                     results[label] = measure_claim(conn, app, label, (1, 10, 100))
                     if label == "baseline":
                         results[label].update(other_plans(conn, app, label))
+                        results[label].update(measure_limited(conn, app, label))
             finally:
                 app.close()
         if not args.reuse:
@@ -344,6 +382,7 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"scale: {counts}, {size}; measuring")
                 results["scale"] = measure_claim(conn, app, "scale", (1, 10, 100))
                 results["scale"].update(other_plans(conn, app, "scale"))
+                results["scale"].update(measure_limited(conn, app, "scale"))
         finally:
             app.close()
     finally:
@@ -370,6 +409,18 @@ def main(argv: list[str] | None = None) -> None:
             ok_all &= ok
             lines.append([f"{mode} plan, limit {limit}", fmt(e, 2), fmt(b, 2), fmt(s, 2),
                           f"{ratio:.2f}x", "yes" if walks else "NO", "yes" if ok else "NO"])
+    limited_header = [f"limited claim ({LIMITED_CLAIM}), limit 100", "baseline ms", "scale ms",
+                      "scale / baseline", "claim index, no seq scan", "target met?"]
+    limited_lines = []
+    for mode in ("custom", "generic"):
+        b, s = (results[k][f"limited_{mode}"] for k in ("baseline", "scale"))
+        ratio = s / b if b else float("nan")
+        walks = all(results[k][f"limited_index_{mode}"] for k in ("baseline", "scale")) \
+            and not results["scale"][f"limited_seqscan_{mode}"]
+        ok = ratio <= 2.0 and walks
+        ok_all &= ok
+        limited_lines.append([f"{mode} plan", fmt(b, 2), fmt(s, 2), f"{ratio:.2f}x",
+                              "yes" if walks else "NO", "yes" if ok else "NO"])
     other_header = ["statement (100 held jobs where relevant)", "baseline custom ms",
                     "baseline generic ms", "scale custom ms", "scale generic ms"]
     other_lines = []
@@ -379,6 +430,8 @@ def main(argv: list[str] | None = None) -> None:
                                      for label in ("baseline", "scale")
                                      for mode in ("custom", "generic")])
     print(table_text(header, lines))
+    print()
+    print(table_text(limited_header, limited_lines))
     print()
     print(table_text(other_header, other_lines))
     print(f"\nplans in {PLANS}")
@@ -390,12 +443,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{counts.get('queued', 0):,} queued, {counts.get('complete', 0):,} complete, "
         f"{counts.get('scheduled', 0):,} scheduled, {counts.get('active', 0):,} active "
         f"({size} with indexes); baseline: 1,000 queued; empty: no rows. Each time is the "
-        f"median of {REPEATS} runs, each inside a transaction that is rolled back. \"auto\" is "
-        f"how psycopg runs it (server-side prepared, `plan_cache_mode=auto`). Plans: "
+        f"median of {REPEATS} runs, each inside a transaction that is rolled back. \"generic\" "
+        f"is how pgwerk runs it (prepared on its pooled connections, which force generic "
+        f"plans); \"auto\" is PostgreSQL's own choice (prepared, `plan_cache_mode=auto`). "
+        f"Plans: "
         f"`benchmarks/plans/`. Claim target (index walk in both plan modes, scale <= 2x "
         f"baseline): **{'met' if ok_all else 'NOT met'}**.\n\n"
         + facts_markdown(machine, server, source) + "\n"
         + table_markdown(header, lines) + "\n\n"
+        + table_markdown(limited_header, limited_lines) + "\n\n"
         + table_markdown(other_header, other_lines) + "\n"
     )
     write_section(HERE / "RESULTS.md", "claim_plan", body)

@@ -90,10 +90,10 @@ def _trace_statements() -> dict[str, list[float]]:
     lock = threading.Lock()
     fetch = Database.fetch
 
-    def timed(self, what, query, params=None):  # type: ignore[no-untyped-def]
+    def timed(self, what, query, params=None, prepare=False):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         try:
-            return fetch(self, what, query, params)
+            return fetch(self, what, query, params, prepare)
         finally:
             took = time.perf_counter() - started
             with lock:

@@ -329,24 +329,31 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "\\x00")
 
 
-def settle(job: Job, outcome: Outcome) -> Settlement:
-    """Decide what the row becomes: the retry policy and failure mode live here."""
-    if outcome.kind == SUCCESS:
-        return Settlement(Settled.Complete, outcome.result, None, callback="success")
-    if outcome.kind == ABORTED:
-        return Settlement(Settled.Aborted, None, outcome.error, callback="stopped")
-    if outcome.kind == INTERRUPTED:
-        return Settlement(Settled.Released, None, outcome.error)
-    if outcome.kind == SNOOZED:
-        return Settlement(Settled.Snoozed, None, None, outcome.delay)
+def settle(job: Job, outcome: Outcome, *, waited: float = 0.0,
+           progress: tuple[float, str | None] | None = None) -> Settlement:
+    """Decide what the row becomes: the retry policy and failure mode live here.
+    ``waited`` and ``progress`` are carried into the settlement (see ``Settlement``)."""
+    kind = outcome.kind
+    if kind == SUCCESS:
+        return Settlement(Settled.Complete, outcome.result, None, 0.0, "success", waited, kind,
+                          progress)
+    if kind == ABORTED:
+        return Settlement(Settled.Aborted, None, outcome.error, 0.0, "stopped", waited, kind,
+                          progress)
+    if kind == INTERRUPTED:
+        return Settlement(Settled.Released, None, outcome.error, 0.0, None, waited, kind,
+                          progress)
+    if kind == SNOOZED:
+        return Settlement(Settled.Snoozed, None, None, outcome.delay, None, waited, kind,
+                          progress)
     spent = job.attempts - job.lost - job.released - job.snoozed
     if spent < job.max_attempts and outcome.retryable:
         intervals = job.retry_intervals
         delay = float(intervals[min(spent - 1, len(intervals) - 1)]) if intervals else 0.0
         return Settlement(Settled.Scheduled if delay > 0 else Settled.Queued, None,
-                          outcome.error, delay)
+                          outcome.error, delay, None, waited, kind, progress)
     status = Settled.Deleted if job.failure_mode == "delete" else Settled.Failed
-    return Settlement(status, None, outcome.error, callback="failure")
+    return Settlement(status, None, outcome.error, 0.0, "failure", waited, kind, progress)
 
 
 def job_after(job: Job, settlement: Settlement, serializer: Any) -> Job:

@@ -693,8 +693,8 @@ class Worker:
                 self._dispatch()
             self._wake.set()
             return
-        settlement = replace(settle(job, outcome), waited=self._waited.pop(job.id, 0.0),
-                             kind=outcome.kind, progress=last_progress)
+        settlement = settle(job, outcome, waited=self._waited.pop(job.id, 0.0),
+                            progress=last_progress)
         if self.metrics is not None:
             self.metrics.job_finished(job, settlement.status, outcome.duration)
         if settlement.status == "released":

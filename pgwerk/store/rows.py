@@ -75,30 +75,42 @@ def job_like(prototype: Job, **values: Any) -> Job:
     return job
 
 
+class _Decoder:
+    """Decodes a row's stored values, noting what cannot be decoded instead of raising."""
+
+    __slots__ = ("problems", "serializer")
+
+    def __init__(self, serializer: Any) -> None:
+        self.serializer = serializer
+        self.problems: list[str] = []
+
+    def __call__(self, what: str, fn: Callable[[Any], T], value: Any, default: T) -> T:
+        try:
+            return fn(value)
+        except Exception as exc:
+            by = (f" by {type(self.serializer).__name__}" if what in ("payload", "result")
+                  else "")
+            self.problems.append(f"{what} cannot be decoded{by}: {exc!r}")
+            return default
+
+
 def job_from_row(row: Mapping[str, Any], serializer: Any,
                  payload: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> Job:
     """Build a ``Job``. Nothing in the row's stored data makes this raise: a payload,
     result or option that cannot be decoded (a row written by hand or by another version)
     is reported in ``payload_error`` and left at its default; the worker fails such a job
     with that message, and listings show it. ``payload``: the ``(args, kwargs)`` the row's
-    payload holds, when the caller has them (a job just inserted): not decoded again."""
-    problems: list[str] = []
+    payload holds, when the caller has them (a job just inserted): not decoded again.
 
-    def decode(what: str, fn: Callable[[Any], T], value: Any, default: T) -> T:
-        if value is None:  # most options of most jobs: nothing to decode
-            return default
-        try:
-            return fn(value)
-        except Exception as exc:
-            by = f" by {type(serializer).__name__}" if what in ("payload", "result") else ""
-            problems.append(f"{what} cannot be decoded{by}: {exc!r}")
-            return default
-
+    Built once per claimed job: most options of most jobs are NULL, and are not decoded
+    (nor is a decoder called for them)."""
+    decode = _Decoder(serializer)
+    get = row.get
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = {}
     if payload is not None:
         args, kwargs = payload
-    else:
+    elif row["payload"] is not None:
         stored = decode("payload", serializer.loads, row["payload"], None)
         if stored is not None:
             try:
@@ -107,57 +119,67 @@ def job_from_row(row: Mapping[str, Any], serializer: Any,
                 args = decode("payload args", lambda p: tuple(p.get("args", ())), stored, ())
                 kwargs = decode("payload kwargs", lambda p: dict(p.get("kwargs", {})), stored,
                                 {})
-    result = decode("result", serializer.loads, row.get("result"), None)
-    no_callbacks: dict[str, CallbackRef | None] = {}
-    callbacks = decode("callbacks", _callbacks, row.get("callbacks"), no_callbacks)
-    no_repeat: tuple[Repeat | None, int] = (None, 0)
-    repeat, repeat_index = decode("repeat", _repeat, row.get("repeat"), no_repeat)
+    values = dict(_DEFAULTS)
+    value = get("result")
+    if value is not None:
+        values["result"] = decode("result", serializer.loads, value, None)
+    value = get("callbacks")
+    if value is not None:
+        no_callbacks: dict[str, CallbackRef | None] = {}
+        callbacks = decode("callbacks", _callbacks, value, no_callbacks)
+        values["on_success"] = callbacks.get("success")
+        values["on_failure"] = callbacks.get("failure")
+        values["on_stopped"] = callbacks.get("stopped")
+    value = get("repeat")
+    if value is not None:
+        no_repeat: tuple[Repeat | None, int] = (None, 0)
+        values["repeat"], values["repeat_index"] = decode("repeat", _repeat, value, no_repeat)
+    value = get("retry_intervals")
     no_intervals: tuple[float, ...] = ()
+    values["retry_intervals"] = no_intervals if value is None else decode(
+        "retry_intervals", _intervals, value, no_intervals)
+    value = get("meta")
     no_meta: dict[str, Any] = {}
-    return _new_job(
+    values["meta"] = no_meta if value is None else decode("meta", _meta, value, no_meta)
+    status = row["status"]
+    values.update(
         id=row["id"],
         function=row["function"],
         queue=row["queue"],
-        status=_STATUSES.get(row["status"]) or JobStatus(row["status"]),
+        status=_STATUSES.get(status) or JobStatus(status),
         priority=row["priority"],
         args=args,
         kwargs=kwargs,
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
-        retry_intervals=decode("retry_intervals", _intervals, row.get("retry_intervals"),
-                               no_intervals),
         scheduled_at=row["scheduled_at"],
         enqueued_at=row["enqueued_at"],
-        started_at=row.get("started_at"),
-        completed_at=row.get("completed_at"),
-        heartbeat_at=row.get("heartbeat_at"),
-        expires_at=row.get("expires_at"),
-        key=row.get("key"),
-        group=row.get("group_key"),
-        meta=decode("meta", _meta, row.get("meta"), no_meta),
-        result=result,
-        error=row.get("error"),
-        worker_id=row.get("worker_id"),
-        timeout=row.get("timeout"),
-        heartbeat=row.get("heartbeat"),
-        result_ttl=row.get("result_ttl"),
-        failure_ttl=row.get("failure_ttl"),
-        failure_mode=row.get("failure_mode") or "hold",
-        on_success=callbacks.get("success"),
-        on_failure=callbacks.get("failure"),
-        on_stopped=callbacks.get("stopped"),
-        repeat=repeat,
-        repeat_index=repeat_index,
-        lost=row.get("lost") or 0,
-        released=row.get("released") or 0,
-        snoozed=row.get("snoozed") or 0,
-        progress=row.get("progress"),
-        progress_message=row.get("progress_message"),
-        payload_error="; ".join(problems) or None,
-        unique_key=row.get("unique_key"),
-        unique_states=_states(row.get("unique_states")),
-        batch_id=row.get("batch_id"),
+        started_at=get("started_at"),
+        completed_at=get("completed_at"),
+        heartbeat_at=get("heartbeat_at"),
+        expires_at=get("expires_at"),
+        key=get("key"),
+        group=get("group_key"),
+        error=get("error"),
+        worker_id=get("worker_id"),
+        timeout=get("timeout"),
+        heartbeat=get("heartbeat"),
+        result_ttl=get("result_ttl"),
+        failure_ttl=get("failure_ttl"),
+        failure_mode=get("failure_mode") or "hold",
+        lost=get("lost") or 0,
+        released=get("released") or 0,
+        snoozed=get("snoozed") or 0,
+        progress=get("progress"),
+        progress_message=get("progress_message"),
+        payload_error="; ".join(decode.problems) or None,
+        unique_key=get("unique_key"),
+        unique_states=_states(get("unique_states")),
+        batch_id=get("batch_id"),
     )
+    job = object.__new__(Job)
+    job.__dict__.update(values)
+    return job
 
 
 def batch_from_row(row: Mapping[str, Any]) -> Batch:
