@@ -5,9 +5,12 @@ planning at each claim); every other statement is planned for its own parameters
 
 from __future__ import annotations
 
+import pytest
+
 from pgwerk import Werk
 from tests import jobs
 from tests.conftest import MakeApp
+from tests.helpers import query
 
 
 def test_pool__connections_have_jit_off(app: Werk) -> None:
@@ -41,3 +44,21 @@ def test_pool__behind_pgbouncer_nothing_is_prepared(make_app: MakeApp) -> None:
     with app._store.db.connection() as conn:
         rows = conn.execute("SELECT count(*) AS n FROM pg_prepared_statements").fetchall()
     assert rows == [{"n": 0}]
+
+
+@pytest.mark.parametrize("limited", [False, True])
+def test_pool__prepared_claims_survive_a_column_added_by_a_newer_version(
+        make_app: MakeApp, limited: bool) -> None:
+    """A rolling upgrade migrates the jobs table while older workers run: a prepared
+    statement whose answer would change shape fails at every run ("cached plan must not
+    change result type"), so the prepared statements name their columns."""
+    app = make_app(max_pool_size=1).connect()
+    if limited:
+        app.configure_queue("default", concurrency=100)
+    store = app._store
+    for _ in range(2):
+        app.enqueue(jobs.noop)
+        assert len(store.claim("priority", ["default"], 10, "w", limited=limited).jobs) == 1
+    query(app, "ALTER TABLE {jobs} ADD COLUMN added_later text")
+    app.enqueue(jobs.noop)
+    assert len(store.claim("priority", ["default"], 10, "w", limited=limited).jobs) == 1

@@ -495,7 +495,13 @@ claimed AS (
         error = NULL, progress = NULL, progress_message = NULL
     WHERE j.id = ANY (ARRAY(SELECT id FROM picked WHERE group_key IS NULL
                             UNION ALL SELECT job_id FROM grouped))  -- as in job_claim
-    RETURNING j.*
+    -- The columns of job_claim, named: the statement is prepared, and a `j.*` would change
+    -- shape when a newer version adds a column while this worker runs.
+    RETURNING j.id, j.function, j.queue, j.status, j.priority, j.payload, j.attempts,
+        j.max_attempts, j.lost, j.released, j.snoozed, j.retry_intervals, j.scheduled_at,
+        j.enqueued_at, j.started_at, j.expires_at, j.key, j.group_key, j.meta, j.timeout,
+        j.heartbeat, j.result_ttl, j.failure_ttl, j.failure_mode, j.callbacks, j.repeat,
+        j.batch_id
 ),
 charged AS (
     -- Per limit, the jobs it counts (a function's limit: only that function's); the
