@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import tenacity
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgwerk.config import WerkConfig
@@ -167,7 +167,7 @@ def _neutralize_inherited_connections() -> None:
 os.register_at_fork(after_in_child=_neutralize_inherited_connections)
 
 
-def rows_of(cur: psycopg.Cursor[Row]) -> list[Row]:
+def rows_of(cur: psycopg.Cursor[Any]) -> list[Any]:
     """The rows of the statement ``cur`` just ran; none for one without a result. Cheaper
     than testing ``cur.description``, which builds a column object per column each time."""
     result = cur.pgresult
@@ -380,20 +380,40 @@ class Database:
         """Run one statement (autocommit) and return its rows as dicts. ``prepare``: a
         statement of the hot path, prepared on each connection and run with a generic plan
         (see ``_configure_pooled``)."""
+        return self._fetch(what, query, params, prepare, dict_row)
+
+    def fetch_tuples(self, what: str, query: bytes,
+                     params: Mapping[str, Any] | Sequence[Any] | None = None,
+                     prepare: bool = False) -> list[tuple[Any, ...]]:
+        """``fetch``, the rows as tuples: for the hot path's few columns (building a dict
+        costs psycopg a description of the columns at every run)."""
+        return self._fetch(what, query, params, prepare, tuple_row)
+
+    def _fetch(self, what: str, query: bytes, params: Mapping[str, Any] | Sequence[Any] | None,
+               prepare: bool, factory: Any) -> list[Any]:
         prepare = prepare and self.prepares
         pool, deadline = self._pool, None
         if pool is not None and self._pid == os.getpid():
             # The common case, on the hot path of enqueue and of the worker: an open pool.
             # Waiting for a connection is bounded as in ``run`` (within enqueue_timeout).
-            deadline = time.monotonic() + self.config.enqueue_timeout
+            # getconn/putconn rather than pool.connection(): the same for an autocommit
+            # statement (putconn replaces a broken connection), without a context manager's
+            # cost on every enqueue.
+            started = time.monotonic()
             try:
-                with pool.connection(timeout=self._wait_for_connection) as conn:
-                    return rows_of(conn.execute(query, params, prepare=prepare))
+                conn = pool.getconn(timeout=self._wait_for_connection)
+                try:
+                    cur = conn.cursor(row_factory=factory)
+                    return rows_of(cur.execute(query, params, prepare=prepare))
+                finally:
+                    pool.putconn(conn)
             except CONNECTION_ERRORS:
                 logger.warning("database connection failed; retrying to %s", what)
+            deadline = started + self.config.enqueue_timeout
 
-        def go(conn: psycopg.Connection[Row]) -> list[Row]:
-            return rows_of(conn.execute(query, params, prepare=prepare))
+        def go(conn: psycopg.Connection[Row]) -> list[Any]:
+            cur = conn.cursor(row_factory=factory)
+            return rows_of(cur.execute(query, params, prepare=prepare))
 
         return self.run(what, go, deadline)
 

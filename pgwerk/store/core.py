@@ -314,15 +314,13 @@ class Store:
         one, many, prototype = self._plain_statements(specs[0].row)
         if len(specs) == 1:
             row = specs[0].row
-            [found] = self.db.fetch("enqueue", one, (row["function"], row["payload"]),
-                                    prepare=True)
-            ids = [found["id"]]
+            [(job_id, at, expires_at, _)] = self.db.fetch_tuples(
+                "enqueue", one, (row["function"], row["payload"]), prepare=True)
+            ids = [job_id]
         else:
-            [found] = self.db.fetch("enqueue", many, ([s.row["function"] for s in specs],
-                                                      [s.row["payload"] for s in specs]),
-                                    prepare=True)
-            ids = found["ids"]
-        at, expires_at = found["enqueued_at"], found["expires_at"]
+            [(ids, at, expires_at, _)] = self.db.fetch_tuples(
+                "enqueue", many, ([s.row["function"] for s in specs],
+                                  [s.row["payload"] for s in specs]), prepare=True)
         return [job_like(prototype, id=job_id, function=spec.row["function"],
                          args=spec.payload[0], kwargs=spec.payload[1], scheduled_at=at,
                          enqueued_at=at, expires_at=expires_at)
