@@ -43,7 +43,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import click
 from flask import Flask, current_app
@@ -206,7 +206,7 @@ def worker_command(queues: str, concurrency: int, pool: str, burst: bool,
     from pgwerk.worker import Worker
 
     configure_logging(log_level.upper(), "text")
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = cast(Any, current_app)._get_current_object()  # a proxy: the app behind it
     _WORKER_APP[:] = [app]
     names = [q.strip() for q in queues.split(",") if q.strip()]
     # No SQLAlchemy connection may be pooled when the fork and process pools fork: a child
