@@ -74,6 +74,13 @@ def _read_frame(fd: int) -> Any:
     return None if body is None else pickle.loads(body)
 
 
+class StartedFrame(NamedTuple):
+    """A child took its job from the pipe and starts it: from then on, the child's death is
+    the job's (before it, the job never ran and goes back to its queue)."""
+
+    job_id: int
+
+
 class ProgressFrame(NamedTuple):
     """What a job in a child reported with ``ctx.progress``, on its way to the parent."""
 
@@ -164,6 +171,7 @@ def _child_main(app: Werk, worker: Worker, jobs_fd: int, results_fd: int,
             job = _read_frame(jobs_fd)
             if job is None:
                 return
+        _write_frame(results_fd, StartedFrame(job.id))
         deadline = None
         if job.timeout:
             deadline = watcher.add(job.timeout, lambda: raise_in_thread(main, JobTimeout),
@@ -277,6 +285,9 @@ class _Child:
         self.job: Job | None = first
         self.kill_reason: str | None = None
         self.deadline: Deadline | None = None
+        # Whether it took its job (a StartedFrame came), and the signal it died of.
+        self.started = False
+        self.killed_by: int | None = None
 
     def exit_description(self, patience: float = 0.0) -> str:
         """Reap the child and say how it ended. With ``patience``, a child still running
@@ -295,7 +306,7 @@ class _Child:
         except ChildProcessError:
             return "the child process vanished"
         if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
+            sig = self.killed_by = os.WTERMSIG(status)
             return f"the child process was killed by signal {signal.Signals(sig).name}"
         return f"the child process exited with code {os.WEXITSTATUS(status)}"
 
@@ -411,7 +422,7 @@ class ProcessPool:
                                "another", child.pid, exc, job.id)
                 self._dead.append(child)
                 continue
-            child.job = job
+            child.job, child.started = job, False
             return child
         return None
 
@@ -422,7 +433,7 @@ class ProcessPool:
         except OSError:
             self._dead.append(child)
             raise
-        child.job = job
+        child.job, child.started = job, False
         return child
 
     def _wake(self) -> None:
@@ -596,6 +607,9 @@ class ProcessPool:
             outcome = _read_frame(child.results_fd)
         except (OSError, EOFError, pickle.UnpicklingError):
             outcome = None
+        if isinstance(outcome, StartedFrame):
+            child.started = True
+            return None
         if isinstance(outcome, ProgressFrame):
             self.worker.record_progress(job, outcome.fraction, outcome.message)
             return None
@@ -605,7 +619,16 @@ class ProcessPool:
         if outcome is None:
             cause = child.exit_description()
             child.close()
-            outcome = self._death_outcome(job, child.kill_reason, cause)
+            if self.persistent and not child.started and child.kill_reason is None \
+                    and child.killed_by is not None:
+                # Killed before it took the job (while idle, just as the job was written to
+                # it): the job never ran, and goes back to its queue. (A child that exits by
+                # itself before its first job is broken: the job fails as it would.)
+                outcome = Outcome(INTERRUPTED, error=(
+                    f"pgwerk: {cause} before it started job {job.id}; the job goes back "
+                    "to its queue"))
+            else:
+                outcome = self._death_outcome(job, child.kill_reason, cause)
         elif not self.persistent:
             child.exit_description()
             child.close()

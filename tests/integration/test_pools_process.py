@@ -90,6 +90,41 @@ def test_process_pool__a_job_sent_right_after_its_children_died_still_runs(app: 
         runner.stop(now=True)
 
 
+def test_process_pool__a_child_that_dies_before_it_starts_the_job_gives_it_back(
+        app: Werk) -> None:
+    # The job is written to an idle child that cannot read it (stopped), which then dies:
+    # the job never started, so it must not fail; it goes back to its queue (released).
+    done: list[tuple[Job, Outcome]] = []
+    finished = threading.Event()
+
+    def on_done(job: Job, outcome: Outcome, inline: bool) -> None:
+        done.append((job, outcome))
+        finished.set()
+
+    worker = Worker(app, pool="process", concurrency=1)
+    watcher = DeadlineWatcher(use_signal=False)
+    watcher.start()
+    pool = ProcessPool(app, worker, 1, watcher, 0.5, on_done, persistent=True)
+    stopped = _Child(pool, None)
+    pool._idle.append(stopped)
+    try:
+        os.kill(stopped.pid, signal.SIGSTOP)
+        job = app.enqueue(worker_jobs.double, 21)
+        assert job is not None
+        pool.start()
+        pool.submit(job)  # written to the stopped child's pipe
+        os.kill(stopped.pid, signal.SIGKILL)
+        assert finished.wait(10), "the job never ended"
+        [(ended, outcome)] = done
+        assert ended.id == job.id
+        assert outcome.kind == "interrupted", outcome
+        assert "before it started" in (outcome.error or "")
+    finally:
+        kill_quietly([stopped.pid])
+        pool.stop()
+        watcher.stop()
+
+
 def test_process_pool__submit_to_a_dead_idle_child_runs_the_job_on_a_fresh_one(
         app: Werk) -> None:
     # Built directly: one idle child, killed before anything watches it.
