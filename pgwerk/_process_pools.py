@@ -331,8 +331,10 @@ class ProcessPool:
 
     Children die unexpectedly (the OOM killer, an operator's ``kill``): the reader thread
     watches idle children too, and reaps and replaces one that dies. A job handed to a
-    child that died unseen goes to a fresh child; a child that dies while running a job
-    ends that job as failed. Only the reader thread closes a child's pipes while the pool
+    child that died unseen goes to a fresh child; one written to a child that is killed
+    before it takes it (it acknowledges each job with a ``StartedFrame``) goes back to its
+    queue without spending an attempt; a child that dies while running a job ends that job
+    as failed. Only the reader thread closes a child's pipes while the pool
     runs, so the descriptors it waits on are never closed under it.
     """
 
