@@ -319,6 +319,13 @@ def write_section(path: Path, name: str, body: str) -> None:
     path.write_text(text)
 
 
+def load_markdown(before: tuple[float, ...], after: tuple[float, ...]) -> str:
+    """The facts line of the machine's load average before and after a run."""
+    return (f"- Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in before)}, "
+            f"after: {' / '.join(f'{x:.1f}' for x in after)} ({os.cpu_count()} cores: "
+            f"anything well above that before the run is someone else's work)\n")
+
+
 def facts_markdown(machine: dict[str, str], server: dict[str, str],
                    source: dict[str, str]) -> str:
     settings = ", ".join(f"`{k}={v}`" for k, v in server.items() if k not in ("version", "host"))

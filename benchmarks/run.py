@@ -24,6 +24,7 @@ from benchmarks._common import (
     HERE,
     facts_markdown,
     fmt,
+    load_markdown,
     machine_facts,
     pgwerk_source,
     resolve_dsn,
@@ -260,9 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         f"pgwerk / raw within each repeat (for latencies raw / pgwerk, so 100% = as fast as "
         f"raw SQL), then the median of those ratios.\n\n"
         + facts_markdown(machine, server, source)
-        + f"- Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
-        f"after: {' / '.join(f'{x:.1f}' for x in load_after)} ({os.cpu_count()} cores: "
-        f"anything well above that before the run is someone else's work)\n\n"
+        + load_markdown(load_before, load_after) + "\n"
         + table_markdown(header, lines) + "\n\n"
         "<details><summary>All numbers (client CPU per job, worker CPU per job, jobs per "
         "claim and per completion batch, connections)</summary>\n\n"

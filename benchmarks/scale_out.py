@@ -48,6 +48,7 @@ from benchmarks._common import (
     connect,
     facts_markdown,
     fmt,
+    load_markdown,
     machine_facts,
     pgwerk_source,
     resolve_dsn,
@@ -489,10 +490,8 @@ def main(argv: list[str] | None = None) -> None:
         f"and that of the whole machine (PostgreSQL's background processes and this program "
         f"included); \"cores busy\": the machine's average over the same time.\n\n"
         + facts_markdown(machine, server, source)
-        + f"- Load average (1/5/15 min) before: {' / '.join(f'{x:.1f}' for x in load_before)}, "
-        f"after: {' / '.join(f'{x:.1f}' for x in load_after)} ({os.cpu_count()} cores: "
-        f"anything well above that before the run is someone else's work)\n"
-        f"- {ceiling_text}\n\n"
+        + load_markdown(load_before, load_after)
+        + f"- {ceiling_text}\n\n"
         + table_markdown(c_header, c_lines) + "\n\n"
         + table_markdown(k_header, k_lines) + "\n\n"
         "<details><summary>All numbers</summary>\n\n"

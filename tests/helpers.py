@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pgwerk import Job, Werk
+from pgwerk import Job, JobStatus, Werk
 
 T = TypeVar("T")
 
@@ -205,3 +206,12 @@ def enqueue_unique_in_child(dsn: str, schema: str, barrier: Any, results: Any,
             results.put((round_, job.id if job is not None else None))
     finally:
         app.close()
+
+
+def job_record(**changes: Any) -> Job:
+    """A ``Job`` record built in memory (job 7, queued, no attempt yet), with ``changes``."""
+    now = datetime.now(timezone.utc)
+    base = Job(id=7, function="tests.jobs.noop", queue="default", status=JobStatus.Queued,
+               priority=0, args=(), kwargs={}, attempts=0, max_attempts=1, retry_intervals=(),
+               scheduled_at=now, enqueued_at=now)
+    return dataclasses.replace(base, **changes)

@@ -41,6 +41,13 @@ UNIQUE_COLUMNS: dict[str, str] = {
 PLAIN_DEFAULTS = ("queue", "priority", "max_attempts", "retry_intervals", "ttl", "timeout",
                    "heartbeat", "result_ttl", "failure_ttl", "failure_mode")
 
+#: The statements that free concurrency slots (``{free_slots}``, the part
+#: ``free_slots_part``), with the name of their CTE of the jobs that ended or went back.
+FREES_SLOTS = {
+    "job_unclaim_many": "back", "job_release_many": "back", "job_fail_unrecordable": "done",
+    "sweep_rescue_orphans": "upd", "queue_limits_free": "ended",
+}
+
 #: ``ORDER BY`` of the claim per dequeue strategy (the claim's ``{order}``).
 CLAIM_ORDERS = {
     "priority": "priority DESC, id",
@@ -114,8 +121,9 @@ class Queries:
         self._sql: dict[str, sql.Composed] = {}
         blocks = _blocks()
         for name, body in blocks.items():
-            if name.startswith("claim_picked_") or name.startswith("job_insert_plain"):
-                continue  # parts of job_claim; composed for an app's defaults (plain_inserts)
+            if name.startswith("claim_picked_") or name.startswith("job_insert_plain") \
+                    or name == "free_slots_part":
+                continue  # parts; composed for an app's defaults (plain_inserts)
             if name == "job_claim":
                 for strategy, order in CLAIM_ORDERS.items():
                     picked = compose(blocks["claim_picked_queues"], schema, prefix,
@@ -134,6 +142,11 @@ class Queries:
             elif name == "job_insert_unique":
                 self._sql[name] = compose(body, schema, prefix, source=insert_source(
                     {**INSERT_COLUMNS, **UNIQUE_COLUMNS}))
+            elif name in FREES_SLOTS:
+                free_slots = compose(blocks["free_slots_part"], schema, prefix,
+                                     ended=sql.Identifier(FREES_SLOTS[name]))
+                self._sql[name] = compose(body, schema, prefix, now=_CLOCK,
+                                          free_slots=free_slots)
             else:
                 self._sql[name] = compose(body, schema, prefix, now=_CLOCK)
         self._bytes = {name: q.as_bytes(None) for name, q in self._sql.items()}

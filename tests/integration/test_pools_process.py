@@ -8,6 +8,9 @@ import errno
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import pytest
 
@@ -90,10 +93,17 @@ def test_process_pool__a_job_sent_right_after_its_children_died_still_runs(app: 
         runner.stop(now=True)
 
 
-def test_process_pool__a_child_that_dies_before_it_starts_the_job_gives_it_back(
-        app: Werk) -> None:
-    # The job is written to an idle child that cannot read it (stopped), which then dies:
-    # the job never started, so it must not fail; it goes back to its queue (released).
+class _DirectPool(NamedTuple):
+    pool: ProcessPool
+    child: _Child
+    done: list[tuple[Job, Outcome]]
+    finished: threading.Event
+
+
+@contextmanager
+def _pool_with_one_idle_child(app: Werk) -> Iterator[_DirectPool]:
+    """A process pool of one built directly (not started), its one idle child made here
+    before anything watches it, and the outcomes it reports."""
     done: list[tuple[Job, Outcome]] = []
     finished = threading.Event()
 
@@ -105,56 +115,47 @@ def test_process_pool__a_child_that_dies_before_it_starts_the_job_gives_it_back(
     watcher = DeadlineWatcher(use_signal=False)
     watcher.start()
     pool = ProcessPool(app, worker, 1, watcher, 0.5, on_done, persistent=True)
-    stopped = _Child(pool, None)
-    pool._idle.append(stopped)
+    child = _Child(pool, None)
+    pool._idle.append(child)
     try:
-        os.kill(stopped.pid, signal.SIGSTOP)
+        yield _DirectPool(pool, child, done, finished)
+    finally:
+        kill_quietly([child.pid])
+        pool.stop()
+        watcher.stop()
+
+
+def test_process_pool__a_child_that_dies_before_it_starts_the_job_gives_it_back(
+        app: Werk) -> None:
+    # The job is written to an idle child that cannot read it (stopped), which then dies:
+    # the job never started, so it must not fail; it goes back to its queue (released).
+    with _pool_with_one_idle_child(app) as direct:
+        os.kill(direct.child.pid, signal.SIGSTOP)
         job = app.enqueue(worker_jobs.double, 21)
         assert job is not None
-        pool.start()
-        pool.submit(job)  # written to the stopped child's pipe
-        os.kill(stopped.pid, signal.SIGKILL)
-        assert finished.wait(10), "the job never ended"
-        [(ended, outcome)] = done
+        direct.pool.start()
+        direct.pool.submit(job)  # written to the stopped child's pipe
+        os.kill(direct.child.pid, signal.SIGKILL)
+        assert direct.finished.wait(10), "the job never ended"
+        [(ended, outcome)] = direct.done
         assert ended.id == job.id
         assert outcome.kind == "interrupted", outcome
         assert "before it started" in (outcome.error or "")
-    finally:
-        kill_quietly([stopped.pid])
-        pool.stop()
-        watcher.stop()
 
 
 def test_process_pool__submit_to_a_dead_idle_child_runs_the_job_on_a_fresh_one(
         app: Werk) -> None:
     # Built directly: one idle child, killed before anything watches it.
-    done: list[tuple[Job, Outcome]] = []
-    finished = threading.Event()
-
-    def on_done(job: Job, outcome: Outcome, inline: bool) -> None:
-        done.append((job, outcome))
-        finished.set()
-
-    worker = Worker(app, pool="process", concurrency=1)
-    watcher = DeadlineWatcher(use_signal=False)
-    watcher.start()
-    pool = ProcessPool(app, worker, 1, watcher, 0.5, on_done, persistent=True)
-    dead = _Child(pool, None)
-    pool._idle.append(dead)
-    try:
-        _kill_all([dead.pid])
+    with _pool_with_one_idle_child(app) as direct:
+        _kill_all([direct.child.pid])
         job = app.enqueue(worker_jobs.double, 21)
         assert job is not None
-        pool.submit(job)  # must not raise BrokenPipeError
-        pool.start()
-        assert finished.wait(10), "the job never ended"
-        [(ended, outcome)] = done
+        direct.pool.submit(job)  # must not raise BrokenPipeError
+        direct.pool.start()
+        assert direct.finished.wait(10), "the job never ended"
+        [(ended, outcome)] = direct.done
         assert ended.id == job.id
         assert (outcome.kind, outcome.result) == ("success", "42")
-    finally:
-        pool.stop()
-        watcher.stop()
-        kill_quietly([dead.pid])
 
 
 def test_process_pool__a_busy_child_killed_from_outside_fails_its_job_only(app: Werk) -> None:

@@ -32,7 +32,8 @@ def as_prepare(name: str, text: str) -> str:
 
 def test_sql__the_loader_sees_every_block_of_the_file() -> None:
     parts = {"job_claim", "job_claim_limited", "claim_picked_queues", "claim_picked_one",
-             "job_insert_plain", "job_insert_plain_many"}  # per app: test_enqueue_plain.py
+             "job_insert_plain", "job_insert_plain_many",  # per app: test_enqueue_plain.py
+             "free_slots_part"}
     assert set(_blocks()) - parts <= set(names())
 
 

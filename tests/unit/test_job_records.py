@@ -4,14 +4,15 @@ get back (Job, JobStatus): pure, no database."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from pgwerk import Callback, Dependency, Job, JobStatus, Repeat, Retry
+from pgwerk import Callback, Dependency, JobStatus, Repeat, Retry
 from pgwerk.job import TERMINAL_STATUSES
 
 # -- Retry ---------------------------------------------------------------------------------
+from tests.helpers import job_record
 
 
 def test_retry__delay_walks_the_intervals_and_repeats_the_last() -> None:
@@ -104,12 +105,7 @@ def test_callback__timeout_must_be_positive(bad: float) -> None:
         Callback(func="tests.jobs.on_done", timeout=bad)
 
 
-def _job(**changes: object) -> Job:
-    now = datetime.now(timezone.utc)
-    base = Job(id=7, function="tests.jobs.noop", queue="default", status=JobStatus.Queued,
-               priority=0, args=(), kwargs={}, attempts=0, max_attempts=1, retry_intervals=(),
-               scheduled_at=now, enqueued_at=now)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+_job = job_record
 
 
 def test_dependency__job_id_of_a_job_or_an_id() -> None:

@@ -4,13 +4,11 @@ Pure: no database."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import pickle
 import select
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from fractions import Fraction
 from typing import Any
 
@@ -20,14 +18,12 @@ from pgwerk import Context, Job, JobStatus
 from pgwerk._process_pools import ProgressFrame, _ProgressSender, _read_frame, _write_frame
 from pgwerk._progress import Throttle
 from pgwerk.job import PROGRESS_MESSAGE_MAX
+from tests.helpers import job_record
 
 
 def _job(**changes: object) -> Job:
-    now = datetime.now(timezone.utc)
-    base = Job(id=7, function="tests.jobs.noop", queue="default", status=JobStatus.Active,
-               priority=0, args=(), kwargs={}, attempts=1, max_attempts=1, retry_intervals=(),
-               scheduled_at=now, enqueued_at=now)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    """A running job's record (its first attempt)."""
+    return job_record(**{"status": JobStatus.Active, "attempts": 1, **changes})
 
 
 def _context(received: list[tuple[Any, ...]] | None = None) -> Context:

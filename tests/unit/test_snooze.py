@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pickle
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,14 +14,12 @@ import pytest
 from pgwerk import Job, JobStatus, Snooze
 from pgwerk._execute import ERROR, SNOOZED, Outcome, settle
 from pgwerk._validate import MAX_SECONDS
+from tests.helpers import job_record
 
 
 def _job(**changes: object) -> Job:
-    now = datetime.now(timezone.utc)
-    base = Job(id=7, function="tests.jobs.noop", queue="default", status=JobStatus.Active,
-               priority=0, args=(), kwargs={}, attempts=1, max_attempts=1, retry_intervals=(),
-               scheduled_at=now, enqueued_at=now)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    """A running job's record (its first attempt)."""
+    return job_record(**{"status": JobStatus.Active, "attempts": 1, **changes})
 
 
 @pytest.mark.parametrize(("delay", "seconds"), [

@@ -679,20 +679,7 @@ WITH back AS (
 freed AS (
     DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
-limits AS MATERIALIZED (
-    SELECT l.queue, l.function, e.n FROM {queue_limits} l
-    JOIN (SELECT queue, function, count(*) AS n FROM back GROUP BY queue, function) AS e
-      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
-    WHERE l.concurrency IS NOT NULL
-    ORDER BY l.queue, l.function
-    FOR NO KEY UPDATE OF l
-),
-slots AS (
-    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
-    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
-    WHERE l.queue = m.queue AND l.function = m.function
-    RETURNING l.queue
-),
+{free_slots},
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
     FROM (SELECT queue FROM back WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
@@ -734,20 +721,7 @@ history AS (
 freed AS (
     DELETE FROM {job_groups} g USING back WHERE g.job_id = back.id
 ),
-limits AS MATERIALIZED (
-    SELECT l.queue, l.function, e.n FROM {queue_limits} l
-    JOIN (SELECT queue, function, count(*) AS n FROM back GROUP BY queue, function) AS e
-      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
-    WHERE l.concurrency IS NOT NULL
-    ORDER BY l.queue, l.function
-    FOR NO KEY UPDATE OF l
-),
-slots AS (
-    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
-    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
-    WHERE l.queue = m.queue AND l.function = m.function
-    RETURNING l.queue
-),
+{free_slots},
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
     FROM (SELECT queue FROM back WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
@@ -776,20 +750,7 @@ freed AS (
     DELETE FROM {job_groups} g USING done
     WHERE g.group_key = done.group_key AND g.job_id = done.id
 ),
-limits AS MATERIALIZED (
-    SELECT l.queue, l.function, e.n FROM {queue_limits} l
-    JOIN (SELECT queue, function, count(*) AS n FROM done GROUP BY queue, function) AS e
-      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
-    WHERE l.concurrency IS NOT NULL
-    ORDER BY l.queue, l.function
-    FOR NO KEY UPDATE OF l
-),
-slots AS (
-    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
-    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
-    WHERE l.queue = m.queue AND l.function = m.function
-    RETURNING l.queue
-),
+{free_slots},
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM slots) AS q
 ),
@@ -1002,20 +963,7 @@ upd AS (
 freed AS (
     DELETE FROM {job_groups} g USING upd WHERE g.job_id = upd.id
 ),
-limits AS MATERIALIZED (
-    SELECT l.queue, l.function, e.n FROM {queue_limits} l
-    JOIN (SELECT queue, function, count(*) AS n FROM upd GROUP BY queue, function) AS e
-      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
-    WHERE l.concurrency IS NOT NULL
-    ORDER BY l.queue, l.function
-    FOR NO KEY UPDATE OF l
-),
-slots AS (
-    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
-    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
-    WHERE l.queue = m.queue AND l.function = m.function
-    RETURNING l.queue
-),
+{free_slots},
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue)
     FROM (SELECT queue FROM upd WHERE status = 'queued' UNION SELECT queue FROM slots) AS q
@@ -1158,6 +1106,26 @@ wake AS (
 )
 SELECT (SELECT count(*) FROM put) AS kept, (SELECT count(*) FROM wake) AS woken;
 
+-- name: free_slots_part
+-- Part of the statements that end or give back attempts (not a statement): the
+-- concurrency slots held by the jobs of {ended} (that statement's CTE of them, with their
+-- queue and function; see FREES_SLOTS in statements.py) are freed, the limits locked in key
+-- order as the claim locks them; `slots` holds the queue of each limit freed.
+limits AS MATERIALIZED (
+    SELECT l.queue, l.function, e.n FROM {queue_limits} l
+    JOIN (SELECT queue, function, count(*) AS n FROM {ended} GROUP BY queue, function) AS e
+      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
+    WHERE l.concurrency IS NOT NULL
+    ORDER BY l.queue, l.function
+    FOR NO KEY UPDATE OF l
+),
+slots AS (
+    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
+    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
+    WHERE l.queue = m.queue AND l.function = m.function
+    RETURNING l.queue
+)
+
 -- name: queue_limits_exist
 -- Whether any of the given queues has limits (a worker of such a queue claims with
 -- job_claim_limited).
@@ -1171,20 +1139,7 @@ SELECT EXISTS (SELECT 1 FROM {queue_limits} WHERE queue = ANY(%(queues)s::text[]
 WITH ended AS (
     SELECT * FROM unnest(%(queues)s::text[], %(functions)s::text[]) AS e(queue, function)
 ),
-limits AS MATERIALIZED (
-    SELECT l.queue, l.function, e.n FROM {queue_limits} l
-    JOIN (SELECT queue, function, count(*) AS n FROM ended GROUP BY queue, function) AS e
-      ON e.queue = l.queue AND (l.function = '' OR l.function = e.function)
-    WHERE l.concurrency IS NOT NULL
-    ORDER BY l.queue, l.function
-    FOR NO KEY UPDATE OF l
-),
-slots AS (
-    UPDATE {queue_limits} l SET running = greatest(l.running - m.n, 0)
-    FROM (SELECT queue, function, sum(n) AS n FROM limits GROUP BY queue, function) AS m
-    WHERE l.queue = m.queue AND l.function = m.function
-    RETURNING l.queue
-),
+{free_slots},
 wake AS (
     SELECT pg_notify(%(channel)s, 'q:' || queue) FROM (SELECT DISTINCT queue FROM slots) AS q
 )
