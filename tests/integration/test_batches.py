@@ -714,9 +714,12 @@ def test_batch__recording_outcomes_of_ordinary_jobs_sends_one_statement(
         app: Werk, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[bytes] = []
     execute = psycopg.Connection.execute
+    caller = threading.get_ident()
 
     def counting(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(query if isinstance(query, bytes) else str(query).encode())
+        # This thread's statements only: the pool's threads set up new connections.
+        if threading.get_ident() == caller:
+            sent.append(query if isinstance(query, bytes) else str(query).encode())
         return execute(self, query, *args, **kwargs)
 
     app.enqueue(jobs.noop)
