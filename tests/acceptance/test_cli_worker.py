@@ -196,8 +196,9 @@ def test_metrics_port__serves_prometheus_metrics(app: Werk, worker_cli: WorkerCl
                 text = str(resp.read().decode())
         except OSError as exc:
             raise AssertionError(str(exc)) from None
-        # The queue series come once the worker is registered (the only one: it exports them).
-        return text if "pgwerk_queue_jobs{" in text else ""
+        # The queue series come once the worker is registered (the only one: it exports
+        # them), and the worker says it is up once its loop runs: wait for both.
+        return text if "pgwerk_queue_jobs{" in text and "pgwerk_worker_up 1.0" in text else ""
 
     text = eventually(scrape, timeout=20, message="metrics served with the queue series")
     assert 'pgwerk_queue_jobs{queue="elsewhere",status="queued"} 1.0' in text
