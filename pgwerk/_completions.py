@@ -29,6 +29,7 @@ from pgwerk._progress import Row, Throttle
 from pgwerk.job import Job
 from pgwerk.options import JobSpec, repeat_spec
 from pgwerk.store.connections import UNREACHABLE
+from pgwerk.store.core import OutcomeBatch
 
 if TYPE_CHECKING:
     from pgwerk.worker import Worker
@@ -281,7 +282,6 @@ class CompletionWriter:
         batches = {job.batch_id for job, _ in batch if job.batch_id is not None}
         slots = {job.id: (job.queue, job.function) for job, _ in batch} \
             if self.worker.limited else None
-        return self.store.record_outcomes(
-            self.worker.id, outcomes, next_runs,
-            progress=_dumps(progress) if progress else None, batches=sorted(batches),
-            slots=slots)
+        return self.store.record_outcomes(self.worker.id, OutcomeBatch(
+            outcomes, next_runs, _dumps(progress) if progress else None, sorted(batches),
+            slots))

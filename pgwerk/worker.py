@@ -635,6 +635,9 @@ class Worker:
         assert self._pool is not None
         if self._pool.running_ids() or self._pool.free_slots() < self.concurrency:
             return False
+        with self._lock:
+            if self._held:  # claimed here and not yet recorded (a job just ended, say)
+                return False
         if not self._completions.idle():
             return False
         staged, next_due = self.store.stage_scheduled()

@@ -169,8 +169,14 @@ os.register_at_fork(after_in_child=_neutralize_inherited_connections)
 
 def rows_of(cur: psycopg.Cursor[Any]) -> list[Any]:
     """The rows of the statement ``cur`` just ran; none for one without a result. Cheaper
-    than testing ``cur.description``, which builds a column object per column each time."""
+    than testing ``cur.description``, which builds a column object per column each time.
+    In pipeline mode the result is not there until asked for: it is fetched."""
     result = cur.pgresult
+    if result is None and cur.connection.info.pipeline_status:
+        try:
+            return cur.fetchall()
+        except psycopg.ProgrammingError:  # a statement without rows
+            return []
     return cur.fetchall() if result is not None and result.status == _TUPLES_OK else []
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -70,6 +70,27 @@ class Claim:
     held: bool = False
     retry_in: float | None = None
     rated: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class OutcomeBatch:
+    """The outcomes of a batch of attempts, ready to be written in one transaction
+    (``Store.record_outcomes``).
+
+    ``outcomes``: a JSON array, see ``job_complete_many``. ``next_runs``: job id -> spec of
+    the next run of a repeating job, inserted only for the jobs whose outcome was written.
+    ``progress``: the last progress some attempts reported (a JSON array, see
+    ``job_progress_many``), or None. ``batches``: the ids of the batches (``Werk.batch``)
+    the jobs belong to, locked first in id order (see ``batch_lock``); none for most
+    outcomes. ``slots`` (job id -> queue and function), given by a worker of limited
+    queues: the concurrency slots those jobs held are freed when their outcome is written.
+    """
+
+    outcomes: str
+    next_runs: Mapping[int, Any] = field(default_factory=dict)
+    progress: str | None = None
+    batches: Sequence[int] = ()
+    slots: Mapping[int, tuple[str, str]] | None = None
 
 
 class Store:
@@ -571,39 +592,42 @@ class Store:
         return Claim(jobs, limited=found, held=bool(rows[0]["held"]),
                      retry_in=None if retry_in is None else max(0.0, float(retry_in)))
 
-    def record_outcomes(self, worker_id: str, outcomes: str, next_runs: Mapping[int, Any], *,
-                        progress: str | None = None, batches: Sequence[int] = (),
-                        slots: Mapping[int, tuple[str, str]] | None = None) -> set[int]:
-        """One transaction: the last progress some attempts reported (``progress``, a JSON
-        array, see ``job_progress_many``; None for none: no statement), the outcomes of a
-        batch (a JSON array, see ``job_complete_many``), the dependents of the jobs that
-        ended, and the next run of repeating jobs (``next_runs``: job id -> spec, inserted
-        only for the jobs whose outcome was written). ``batches``: the ids of the batches
-        (``Werk.batch``) the jobs belong to, locked first in id order (see ``batch_lock``);
-        none for most outcomes. ``slots`` (job id -> queue and function), given by a worker
-        of limited queues: the concurrency slots those jobs held are freed when their
-        outcome is written. Returns the ids whose outcome was written."""
+    def record_outcomes(self, worker_id: str, batch: OutcomeBatch) -> set[int]:
+        """One transaction: the last progress some attempts reported, the outcomes of a
+        batch, the dependents of the jobs that ended, the next run of repeating jobs and
+        the slots of limited queues (see ``OutcomeBatch``). Returns the ids whose outcome
+        was written.
+
+        Pipelined: two round trips, one of them the commit, plus one per step that only
+        some batches need (slots, dependents, repeats), which reads what the outcomes
+        wrote."""
 
         def write(conn: psycopg.Connection[Row]) -> set[int]:
-            with conn.transaction():
-                if batches:
-                    self.fetch("batch_lock", {"ids": sorted(batches)}, conn)
-                if progress is not None:
-                    self.fetch("job_progress_many", {"batch": progress, "worker": worker_id},
-                               conn)
-                rows = self.fetch("job_complete_many", {
-                    "batch": outcomes, "worker": worker_id, "channel": self.channel}, conn)
+            prepare = self.db.prepares
+            pipelined = conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
+            with pipelined, conn.transaction():
+                if batch.batches:
+                    conn.execute(self.queries["batch_lock"], {"ids": sorted(batch.batches)})
+                if batch.progress is not None:
+                    conn.execute(self.queries["job_progress_many"],
+                                 {"batch": batch.progress, "worker": worker_id},
+                                 prepare=prepare)
+                rows = conn.execute(self.queries["job_complete_many"], {
+                    "batch": batch.outcomes, "worker": worker_id, "channel": self.channel},
+                    prepare=prepare).fetchall()
                 recorded = {row["id"] for row in rows}
-                if slots:
-                    self.free_slots([slots[i] for i in recorded if i in slots], conn)
-                ended = [row["id"] for row in rows
-                         if row["has_dependents"] and row["status"] not in ("queued", "scheduled")]
+                if batch.slots:
+                    self.free_slots([batch.slots[i] for i in recorded if i in batch.slots],
+                                    conn)
+                ended = [row["id"] for row in rows if row["has_dependents"]
+                         and row["status"] not in ("queued", "scheduled")]
                 if ended:
                     self.resolve_dependents(ended, conn)
-                repeats = [spec for job_id, spec in next_runs.items() if job_id in recorded]
+                repeats = [spec for job_id, spec in batch.next_runs.items()
+                           if job_id in recorded]
                 if repeats:
                     self.insert_in(conn, repeats)
-                return recorded
+            return recorded
 
         return self.db.run("record outcomes", write)
 

@@ -27,6 +27,7 @@ from pgwerk import (
 )
 from pgwerk.exceptions import BatchNotFound
 from pgwerk.job import Batch
+from pgwerk.store.core import OutcomeBatch
 from tests import jobs
 from tests.conftest import MakeApp
 from tests.helpers import ago, count_rows, eventually, query, set_columns, table
@@ -51,9 +52,9 @@ def claim(app: Werk, worker_id: str, queue: str, limit: int = 100) -> list[dict[
 def record(app: Werk, worker_id: str, job_id: int, status: str, attempt: int = 1,
            batch_ids: list[int] | None = None) -> set[int]:
     """Record an outcome the way the completion writer does."""
-    return app._store.record_outcomes(
-        worker_id, json.dumps([[job_id, attempt, status, "null", None, 0.0, 0.0, "error"]]),
-        {}, batches=batch_ids or [])
+    return app._store.record_outcomes(worker_id, OutcomeBatch(
+        json.dumps([[job_id, attempt, status, "null", None, 0.0, 0.0, "error"]]),
+        batches=batch_ids or []))
 
 
 def callback_rows(app: Werk) -> list[dict[str, Any]]:
@@ -496,8 +497,8 @@ def test_record_outcomes__locks_batch_rows_in_id_order_before_ending_members(
 
     def write() -> None:
         try:
-            app._store.record_outcomes("w1", outcomes, {},
-                                       batches=[second.batch_id, first.batch_id])  # type: ignore[list-item]
+            app._store.record_outcomes("w1", OutcomeBatch(
+                outcomes, batches=[second.batch_id, first.batch_id]))  # type: ignore[list-item]
         except BaseException as exc:  # noqa: B036 - reported below
             errors.append(exc)
 

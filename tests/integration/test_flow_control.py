@@ -16,7 +16,7 @@ import pytest
 
 from pgwerk import EnqueueParams, JobStatus, QueueLimit, Werk
 from pgwerk.aio import AsyncWerk
-from pgwerk.store.core import Claim
+from pgwerk.store.core import Claim, OutcomeBatch
 from tests.helpers import ago, make_job, most_in_any_window, query
 from tests.worker_support import run_burst
 
@@ -39,7 +39,7 @@ def finish(app: Werk, worker: str, claimed: Claim) -> set[int]:
     outcomes = json.dumps([[job.id, job.attempts, "complete", "null", None, 0.0, 0.0, "success"]
                            for job in claimed.jobs])
     slots = {job.id: (job.queue, job.function) for job in claimed.jobs}
-    return app._store.record_outcomes(worker, outcomes, {}, slots=slots)
+    return app._store.record_outcomes(worker, OutcomeBatch(outcomes, slots=slots))
 
 
 def running(app: Werk, queue: str = "limited", function: str | None = None) -> int | None:

@@ -71,6 +71,31 @@ def test_worker__burst_waits_for_a_retry_that_is_due_within_its_poll_interval(ap
     assert app.get_job(job.id).status is JobStatus.Complete
 
 
+def test_worker__burst_waits_for_a_job_that_ended_and_is_not_yet_recorded(app: Werk) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from pgwerk.metrics import WorkerMetrics
+
+    class SlowToRecord(WorkerMetrics):
+        """Holds each finished job between its slot freeing and its outcome being queued
+        for the writer: the claim loop looks many times meanwhile."""
+
+        def job_finished(self, job: Any, status: str, duration: float) -> None:
+            time.sleep(0.5)
+            super().job_finished(job, status, duration)
+
+    parent = app.enqueue(worker_jobs.double, 1)
+    assert parent is not None
+    child = app.enqueue(worker_jobs.double, 2, _depends_on=parent)
+    assert child is not None
+
+    run_burst(app, concurrency=1, poll_interval=0.02, prefetch=0,
+              metrics=SlowToRecord(registry=CollectorRegistry(), queue_metrics=False))
+
+    # The parent's outcome queues the child: the burst is not over before it is written.
+    assert app.get_job(child.id).status is JobStatus.Complete
+
+
 def test_worker__burst_with_nothing_to_do_exits_at_once(app: Werk) -> None:
     started = time.monotonic()
     worker = run_burst(app, timeout=10)
