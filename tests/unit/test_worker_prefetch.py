@@ -17,7 +17,7 @@ def app() -> Werk:
 
 def test_worker__prefetch_is_auto_by_default(app: Werk) -> None:
     worker = Worker(app, concurrency=4)
-    assert worker.prefetch == 0 and worker._auto_prefetch == 32
+    assert worker.prefetch == 0 and worker._auto_prefetch == 128
     assert worker.hold_limit == 0.25
 
 
@@ -28,7 +28,7 @@ def test_worker__prefetch_zero_claims_only_free_slots(app: Werk) -> None:
 
 def test_worker__auto_prefetch_starts_at_zero(app: Werk) -> None:
     worker = Worker(app, concurrency=4, prefetch="auto")
-    assert worker.prefetch == 0 and worker._auto_prefetch == 32
+    assert worker.prefetch == 0 and worker._auto_prefetch == 128
 
 
 def test_worker__prefetch_rejects_other_words(app: Werk) -> None:
@@ -48,9 +48,13 @@ def test_worker__auto_prefetch_grows_for_short_jobs_up_to_the_cap(app: Werk) -> 
     for _ in range(10):  # 2,000 jobs/s and 5 ms claims: 20 jobs per round trip
         held = _adapt(worker, 20, 0.01, 0.005)
     assert 15 <= held <= 32
-    for _ in range(10):  # 20,000 jobs/s: capped at max(4 * concurrency, 32)
+    for _ in range(10):  # 20,000 jobs/s: capped at max(4 * concurrency, 128)
         held = _adapt(worker, 200, 0.01, 0.005)
-    assert held == 32
+    assert held == 128
+    worker = Worker(app, concurrency=64, prefetch="auto")
+    for _ in range(10):
+        held = _adapt(worker, 2000, 0.01, 0.005)
+    assert held == 256
 
 
 def test_worker__auto_prefetch_holds_nothing_for_slow_jobs(app: Werk) -> None:
