@@ -4,11 +4,15 @@ that cannot be written fails that job alone, and the writer goes on. A job's nex
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from psycopg import sql
 
 from pgwerk import JobStatus, Repeat, Werk
+from pgwerk.options import repeat_spec
+from pgwerk.store.core import OutcomeBatch
 from tests import worker_jobs
 from tests.helpers import ago, query, set_columns, table
 from tests.worker_support import run_burst, running_worker, wait_all_terminal
@@ -109,3 +113,32 @@ def test_worker__promotes_dependents_with_the_outcome(app: Werk) -> None:
     completed = [r["tx"] for r in log if r["job_id"] == parent.id and r["status"] == "complete"]
     promoted = [r["tx"] for r in log if r["job_id"] == child.id and r["status"] == "queued"]
     assert completed == promoted
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_record_outcomes__writes_every_part_with_or_without_libpq_pipelines(
+        app: Werk, pipelined: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outcomes' transaction is pipelined where libpq can (14 and later), sent a
+    statement at a time otherwise: the same parts are written either way."""
+    if not pipelined:
+        monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    parent = app.enqueue(worker_jobs.double, 1, _repeat=Repeat(times=1))
+    assert parent is not None
+    child = app.enqueue(worker_jobs.double, 2, _depends_on=parent)
+    assert child is not None
+    [claimed] = app._store.claim("priority", ["default"], 1, "w1").jobs
+    spec = repeat_spec(claimed, app._store.serializer)
+    assert spec is not None
+    app._store.record_progress("w1", json.dumps([[claimed.id, 1, 0.5, "half"]]))
+
+    recorded = app._store.record_outcomes("w1", OutcomeBatch(
+        json.dumps([[claimed.id, 1, "complete", "null", None, 0.0, 0.0, "success"]]),
+        next_runs={claimed.id: spec}, progress=json.dumps([[claimed.id, 1, 1.0, "done"]])))
+
+    assert recorded == {claimed.id}
+    done = app.get_job(claimed.id)
+    assert done.status is JobStatus.Complete and done.progress == 1.0
+    assert app.get_job(child.id).status is JobStatus.Queued  # promoted with the outcome
+    rows = query(app, "SELECT status FROM {jobs} WHERE id NOT IN (%s, %s)",
+                 [claimed.id, child.id])
+    assert [r["status"] for r in rows] == ["queued"]  # the next run of the repeat
