@@ -61,9 +61,12 @@ class CompletionWriter:
         self._cond = threading.Condition()
         self._items: Outcomes = []
         self._releases: dict[int, Job | None] = {}
-        self._unclaims: list[int] = []
+        self._unclaims: list[Job] = []
         self._busy = False
         self._stop = False
+        #: Writes finished so far: one that ends during a claim may have queued jobs
+        #: (dependents, the next run of a repeat, a retry) that the claim did not see.
+        self.writes = 0
         self.progress = Throttle(self._progress_waits)
         self._thread = threading.Thread(target=self._run, name="pgwerk-completions", daemon=True)
 
@@ -94,10 +97,10 @@ class CompletionWriter:
                 self._releases.setdefault(job_id, None)
             self._cond.notify()
 
-    def unclaim(self, ids: list[int]) -> None:
+    def unclaim(self, jobs: list[Job]) -> None:
         """Give back claimed jobs that never started here (no attempt spent)."""
         with self._cond:
-            self._unclaims.extend(ids)
+            self._unclaims.extend(jobs)
             self._cond.notify()
 
     def _progress_waits(self) -> None:
@@ -148,10 +151,12 @@ class CompletionWriter:
                 # Never expected (each write guards itself); the loop must outlive it.
                 logger.exception("could not record %d outcome(s); their jobs will be put back",
                                  len(batch) + len(releases) + len(unclaims))
-                self.worker.forget([job.id for job, _ in batch] + list(releases) + unclaims)
+                self.worker.forget([job for job, _ in batch] + unclaims
+                                   + [job for job in releases.values() if job is not None])
             finally:
                 with self._cond:
                     self._busy = False
+                    self.writes += 1
                 if batch or releases or unclaims:
                     self.worker.wake()
 
@@ -194,13 +199,14 @@ class CompletionWriter:
                              ", ".join(str(row[0]) for row in rows))
         self.progress.written(rows)
 
-    def _write_unclaims(self, ids: list[int]) -> None:
+    def _write_unclaims(self, jobs: list[Job]) -> None:
+        ids = [job.id for job in jobs]
         try:
             self._with_retry(f"{len(ids)} unclaim(s)", self.store.unclaim, self.worker.id, ids)
         except UNREACHABLE:
             logger.error("could not give back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, ids)))
-        self.worker.forget(ids)
+        self.worker.forget(jobs)
 
     def _write_releases(self, releases: dict[int, Job | None]) -> None:
         worker = self.worker
@@ -211,7 +217,7 @@ class CompletionWriter:
             logger.error("could not put back job(s) %s: database unreachable; the sweep will",
                          ", ".join(map(str, releases)))
             rows = []
-        worker.forget(releases)
+        worker.forget(job for job in releases.values() if job is not None)
         for row in rows:
             job = releases.get(row["id"])
             if row["status"] == "aborted" and job is not None:
@@ -225,7 +231,7 @@ class CompletionWriter:
             logger.error("gave up recording %d outcome(s) after %.0fs without a database; "
                          "those jobs will be put back and run again", len(batch), self.GIVE_UP)
             # Unknown to this worker from now on: its heartbeat puts them back.
-            worker.forget(job.id for job, _ in batch)
+            worker.forget(job for job, _ in batch)
             return
         except Exception as exc:
             if len(batch) == 1:
@@ -236,7 +242,7 @@ class CompletionWriter:
                 recorded = set()
                 for item in batch:
                     self._write_one(item, recorded)
-        worker.forget(job.id for job, _ in batch)
+        worker.forget(job for job, _ in batch)
         logger.debug("recorded %d outcome(s) in one batch", len(recorded))
         if len(recorded) < len(batch):
             lost = [job.id for job, _ in batch if job.id not in recorded]

@@ -410,7 +410,7 @@ class Worker:
         assert pool is not None and self._watcher is not None
         deadline = time.monotonic() + self.shutdown_timeout
         with self._dispatch_lock:  # claimed but never started: straight back to the queue
-            held = [job.id for job in self._buffer]
+            held = list(self._buffer)
             self._buffer.clear()
             self._start_at.clear()
         if held:
@@ -480,6 +480,7 @@ class Worker:
                 # started_at keeps the order handlers really started in, however long the
                 # answer took to come back.
                 sent = time.monotonic()
+                writes = self._completions.writes
                 # Limited queues give only what can start now, in a free slot.
                 claimed = self._claim(want, max(0, free - len(self._buffer))) \
                     if want > 0 else []
@@ -516,9 +517,11 @@ class Worker:
                 continue  # there may be more; claim again as soon as slots free up
             # Only a claim that came back short says the queues are empty; with no slot
             # free no claim was tried, and the running job may have just finished. Jobs a
-            # queue limit holds back are not gone: they are waited for.
+            # queue limit holds back are not gone: they are waited for. Nor is it the last
+            # word if outcomes were written meanwhile: they may have queued more.
             if self.burst and want and len(claimed) < want and not self._buffer \
-                    and not self._held_back and self._idle():
+                    and not self._held_back and self._idle() \
+                    and self._completions.writes == writes:
                 logger.info("burst: queues empty, stopping")
                 break
             wait = min(self.poll_interval, max(0.0, self._next_stage - time.monotonic()))
@@ -544,14 +547,14 @@ class Worker:
         if time.monotonic() - max(self._slot_freed_at, self._oldest_hold()) < self.hold_limit:
             return
         with self._dispatch_lock:
-            stale = [job.id for job in self._buffer]
+            stale = list(self._buffer)
             self._buffer.clear()
         if stale:
             logger.debug("giving back %d held job(s): every slot is busy", len(stale))
             self._hold_off_until = time.monotonic() + max(1.0, 10 * self.hold_limit)
-            for job_id in stale:
-                self._claimed_at.pop(job_id, None)
-                self._start_at.pop(job_id, None)
+            for job in stale:
+                self._claimed_at.pop(job.id, None)
+                self._start_at.pop(job.id, None)
             self._completions.unclaim(stale)
 
     def _dispatch(self) -> None:
@@ -695,7 +698,7 @@ class Worker:
             logger.warning("job %s: attempt %d ended here after the database gave the job to "
                            "another worker; its outcome (%s) is dropped", job.id, job.attempts,
                            outcome.kind, extra={"job_id": job.id})
-            self.forget([job.id])
+            self.forget([job])
             if self._buffer and not self._stopping.is_set():
                 self._dispatch()
             self._wake.set()
@@ -848,8 +851,11 @@ class Worker:
                            ", ".join(map(str, sorted(orphans))))
             self._completions.release_ids(sorted(orphans))
 
-    def forget(self, ids: Iterable[int]) -> None:
-        """These jobs are recorded (or released): no longer held by this worker."""
+    def forget(self, jobs: Iterable[Job]) -> None:
+        """These jobs are recorded (or released): no longer held by this worker. Each as
+        the claim it came from: a job this worker claimed again meanwhile (a retry due at
+        once, a job given back and taken again) stays held."""
         with self._lock:
-            for job_id in ids:
-                self._held.pop(job_id, None)
+            for job in jobs:
+                if self._held.get(job.id) is job:
+                    del self._held[job.id]

@@ -110,6 +110,14 @@ def fail_before_attempt(ctx: Context, succeed_on: int) -> int:
     return ctx.job.attempts
 
 
+def fail_then_sleep(ctx: Context, seconds: float) -> int:
+    """Raises at the first attempt; later ones sleep ``seconds`` and return their number."""
+    if ctx.job.attempts < 2:
+        raise ValueError("not yet")
+    time.sleep(seconds)
+    return ctx.job.attempts
+
+
 # -- long-running and misbehaving handlers -------------------------------------------------
 
 

@@ -720,7 +720,7 @@ class Store:
 
     def resolve_waiting(self, conn: psycopg.Connection[Any] | None = None) -> int:
         """Promote or fail every waiting job whose dependencies all ended."""
-        rows = self.fetch("deps_resolve", {"ids": None, "channel": self.channel}, conn)
+        rows = self.fetch("deps_resolve_all", {"ids": None, "channel": self.channel}, conn)
         failed = [r["id"] for r in rows if r["status"] == "failed" and r["has_dependents"]]
         return len(rows) + self.resolve_dependents(failed, conn)
 

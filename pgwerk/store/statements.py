@@ -133,6 +133,10 @@ class Queries:
                 self._sql["job_claim_one"] = compose(
                     body, schema, prefix,
                     picked=compose(blocks["claim_picked_one"], schema, prefix))
+            elif name == "deps_resolve":
+                self._sql[name] = compose(body, schema, prefix, lock=sql.SQL("FOR UPDATE"))
+                self._sql[f"{name}_all"] = compose(body, schema, prefix,
+                                                   lock=sql.SQL("FOR UPDATE SKIP LOCKED"))
             elif name == "job_claim_limited":
                 for strategy, order in CLAIM_ORDERS.items():
                     self._sql[f"{name}_{strategy}"] = compose(

@@ -13,6 +13,7 @@ import pytest
 from pgwerk import Context, JobStatus, Werk, Worker
 from tests import worker_jobs
 from tests.conftest import MakeApp
+from tests.helpers import eventually
 from tests.worker_support import (
     WorkerThread,
     create_events_table,
@@ -94,6 +95,53 @@ def test_worker__burst_waits_for_a_job_that_ended_and_is_not_yet_recorded(app: W
 
     # The parent's outcome queues the child: the burst is not over before it is written.
     assert app.get_job(child.id).status is JobStatus.Complete
+
+
+def test_worker__burst_claims_again_after_an_outcome_written_during_its_claim(
+        app: Werk, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = app.enqueue(worker_jobs.double, 1)
+    assert parent is not None
+    child = app.enqueue(worker_jobs.double, 2, _depends_on=parent)
+    assert child is not None
+    claim = app._store.claim
+
+    def slow_answer(*args: Any, **kwargs: Any) -> Any:
+        found = claim(*args, **kwargs)
+        time.sleep(0.3)  # the parent's outcome (written 0.1 s after it ends) lands meanwhile
+        return found
+
+    monkeypatch.setattr(app._store, "claim", slow_answer)
+
+    run_burst(app, concurrency=1, prefetch=0, flush_interval=0.1)
+
+    # The claim that found nothing was sent before the outcome queued the child.
+    assert app.get_job(child.id).status is JobStatus.Complete
+
+
+def test_worker__a_retry_claimed_before_the_writer_is_done_with_its_first_attempt_is_recorded(
+        app: Werk, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second attempt is claimed while the writer still notes the first one's retry,
+    # and ends after that.
+    job = app.enqueue(worker_jobs.fail_then_sleep, 0.3, _retry=2)
+    assert job is not None
+    runner = WorkerThread(app, burst=True, concurrency=1, prefetch=0)
+    record = app._store.record_outcomes
+    calls = []
+
+    def record_then_linger(worker_id: str, batch: Any) -> set[int]:
+        recorded = record(worker_id, batch)
+        calls.append(recorded)
+        if len(calls) == 1:  # the first attempt's retry: the writer is slow to move on
+            eventually(lambda: getattr(runner.worker._held.get(job.id), "attempts", 0) == 2,
+                       timeout=10, message="the retry claimed")
+        return recorded
+
+    monkeypatch.setattr(app._store, "record_outcomes", record_then_linger)
+
+    runner.thread.start()
+    runner.join(30)
+
+    assert app.get_job(job.id).status is JobStatus.Complete
 
 
 def test_worker__burst_with_nothing_to_do_exits_at_once(app: Werk) -> None:

@@ -5,6 +5,7 @@ that cannot be written fails that job alone, and the writer goes on. A job's nex
 from __future__ import annotations
 
 import json
+import threading
 
 import psycopg
 import pytest
@@ -14,7 +15,7 @@ from pgwerk import JobStatus, Repeat, Werk
 from pgwerk.options import repeat_spec
 from pgwerk.store.core import OutcomeBatch
 from tests import worker_jobs
-from tests.helpers import ago, query, set_columns, table
+from tests.helpers import ago, eventually, query, set_columns, table
 from tests.worker_support import run_burst, running_worker, wait_all_terminal
 
 
@@ -142,3 +143,35 @@ def test_record_outcomes__writes_every_part_with_or_without_libpq_pipelines(
     rows = query(app, "SELECT status FROM {jobs} WHERE id NOT IN (%s, %s)",
                  [claimed.id, child.id])
     assert [r["status"] for r in rows] == ["queued"]  # the next run of the repeat
+
+
+def test_record_outcomes__promotes_a_dependent_another_transaction_has_locked(app: Werk) -> None:
+    """The sweep's safety net (or another worker ending a second dependency) may hold the
+    waiting dependent's row at that moment, judging it with the dependency still running:
+    the outcome waits for that row rather than skipping it, or the dependent would wait
+    for the next sweep (and a burst worker would exit with it never run)."""
+    parent = app.enqueue(worker_jobs.double, 1)
+    assert parent is not None
+    child = app.enqueue(worker_jobs.double, 2, _depends_on=parent)
+    assert child is not None
+    [claimed] = app._store.claim("priority", ["default"], 1, "w1").jobs
+    outcome = OutcomeBatch(json.dumps([[claimed.id, 1, "complete", "null", None, 0.0, 0.0,
+                                        "success"]]))
+    recorded: list[set[int]] = []
+    with psycopg.connect(app.dsn) as other:
+        other.execute(sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(table(app)),
+                      [child.id])
+        writer = threading.Thread(
+            target=lambda: recorded.append(app._store.record_outcomes("w1", outcome)))
+        writer.start()
+        eventually(lambda: lock_waits(app) > 0, timeout=10, message="the outcome waits")
+        other.commit()
+        writer.join(10)
+
+    assert recorded == [{claimed.id}]
+    assert app.get_job(child.id).status is JobStatus.Queued
+
+
+def lock_waits(app: Werk) -> int:
+    rows = query(app, "SELECT count(*) AS n FROM pg_locks WHERE NOT granted")
+    return int(rows[0]["n"])

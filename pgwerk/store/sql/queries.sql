@@ -810,13 +810,20 @@ SELECT (SELECT count(*) FROM me) AS registered,
 -- name: deps_resolve
 -- Promote or fail waiting jobs whose dependencies have all ended. With %(ids)s NULL every
 -- waiting job is examined (the sweep's safety net); otherwise only dependents of those ids.
--- A dependency whose row is gone counts as not complete.
+-- A dependency whose row is gone counts as not complete. Composed twice ({lock}): as
+-- deps_resolve, for the dependents of jobs that just ended, it waits for a dependent that
+-- another transaction holds (the sweep's safety net, or a worker ending another of its
+-- dependencies, each judging it with this transaction's jobs still running): skipped, it
+-- would wait for the next sweep. Rows are locked in id order, so that two such
+-- transactions cannot deadlock on them. As deps_resolve_all, the sweep's, it skips them:
+-- whoever holds one resolves it.
 WITH cand AS (
     SELECT w.id FROM {jobs} w
     WHERE w.status = 'waiting'
       AND (%(ids)s::bigint[] IS NULL OR w.id IN (
           SELECT d.job_id FROM {job_deps} d WHERE d.depends_on = ANY(%(ids)s::bigint[])))
-    FOR UPDATE SKIP LOCKED
+    ORDER BY w.id
+    {lock}
 ),
 st AS (
     SELECT c.id,
