@@ -160,11 +160,17 @@ class Store:
               conn: psycopg.Connection[Any] | None = None) -> list[Row]:
         """Run one named statement (on ``conn``, one of the pool's, else pooled in
         autocommit); its rows. The statements of the hot path (``PREPARED``) are prepared."""
-        query = self.queries[name]
         if conn is None:
-            return self.db.fetch(name, query, params or {}, prepare=name in PREPARED)
+            return self.db.fetch(name, self.queries[name], params or {},
+                                 prepare=name in PREPARED)
+        return rows_of(self._send(conn, name, params))
+
+    def _send(self, conn: psycopg.Connection[Any], name: str,
+              params: Mapping[str, Any] | None) -> psycopg.Cursor[Any]:
+        """Run one named statement on ``conn`` without reading its rows (in a pipeline, it
+        goes out with the next one), prepared as ``fetch`` would."""
         prepare = name in PREPARED and self.db.prepares
-        return rows_of(conn.execute(query, params or {}, prepare=prepare))
+        return conn.execute(self.queries[name], params or {}, prepare=prepare)
 
     def job(self, row: Mapping[str, Any], serializer: Any = None) -> Job:
         """A row of the jobs table as a ``Job`` (never raises: see ``job_from_row``)."""
@@ -603,18 +609,16 @@ class Store:
         wrote."""
 
         def write(conn: psycopg.Connection[Row]) -> set[int]:
-            prepare = self.db.prepares
             pipelined = conn.pipeline() if psycopg.Pipeline.is_supported() else nullcontext()
             with pipelined, conn.transaction():
                 if batch.batches:
-                    conn.execute(self.queries["batch_lock"], {"ids": sorted(batch.batches)})
+                    self._send(conn, "batch_lock", {"ids": sorted(batch.batches)})
                 if batch.progress is not None:
-                    conn.execute(self.queries["job_progress_many"],
-                                 {"batch": batch.progress, "worker": worker_id},
-                                 prepare=prepare)
-                rows = conn.execute(self.queries["job_complete_many"], {
-                    "batch": batch.outcomes, "worker": worker_id, "channel": self.channel},
-                    prepare=prepare).fetchall()
+                    self._send(conn, "job_progress_many",
+                               {"batch": batch.progress, "worker": worker_id})
+                rows = self._send(conn, "job_complete_many", {
+                    "batch": batch.outcomes, "worker": worker_id,
+                    "channel": self.channel}).fetchall()
                 recorded = {row["id"] for row in rows}
                 if batch.slots:
                     self.free_slots([batch.slots[i] for i in recorded if i in batch.slots],
